@@ -1,0 +1,5 @@
+"""User-facing errors: the CLI prints them as one line and exits with code 2."""
+
+
+class AutonbaError(Exception):
+    """A problem with the user's input (config, files, names, constraints)."""

@@ -1,0 +1,1 @@
+"""Hardware half: workloads, platforms, accelerator templates and search engines."""

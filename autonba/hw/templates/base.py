@@ -1,0 +1,141 @@
+"""The interface every hardware template implements, and the chunk-pipeline aggregation.
+
+A template costs the chunks of a workload for a whole batch of designs at once, on torch
+tensors. Search engines only see this interface (``space``, ``evaluate``,
+``evaluate_chunk``, ``budgets``, ``clock_hz``), so every engine works on every template.
+"""
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from autonba.hw.platform import Platform
+from autonba.hw.space import DesignSpace
+from autonba.hw.workload import Workload
+
+
+@dataclass
+class ChunkCosts:
+    """Costs of B designs on a subset of C' chunks: (B, C') each; per layer (B, L') on request."""
+
+    cycles: torch.Tensor
+    dsp: torch.Tensor
+    bram: torch.Tensor
+    layer_cycles: torch.Tensor | None = None
+
+
+@dataclass
+class Evaluation:
+    """Costs of B full designs. Shapes: (B, L) per layer (when asked for), (B, C) per chunk, (B,) totals."""
+
+    chunk_cycles: torch.Tensor
+    chunk_dsp: torch.Tensor
+    chunk_bram: torch.Tensor
+    total_dsp: torch.Tensor
+    total_bram: torch.Tensor
+    bottleneck: torch.Tensor
+    fps: torch.Tensor
+    feasible: torch.Tensor
+    layer_cycles: torch.Tensor | None = None
+
+
+class Template(ABC):
+    """A chunk-based accelerator template bound to one workload and platform."""
+
+    name: str = ""
+    dsp_quantum: float = 1.0  # every DSP count this template produces is a multiple of this
+
+    def __init__(self, workload: Workload, platform: Platform):
+        self.workload = workload
+        self.platform = platform
+        names = self.allocate(workload)
+        self.chunk_names = sorted(set(names), key=_chunk_order)
+        self.layer_chunk = torch.tensor([self.chunk_names.index(n) for n in names], dtype=torch.long)
+        self.space = self.build_space()
+
+    # ---- what a template defines ----------------------------------------------------------
+    @abstractmethod
+    def allocate(self, workload: Workload) -> list[str]:
+        """Chunk name of every layer."""
+
+    @abstractmethod
+    def build_space(self) -> DesignSpace:
+        """Per-chunk design space."""
+
+    @abstractmethod
+    def chunk_costs(self, vals: torch.Tensor, chunks: torch.Tensor, layers: bool = False) -> ChunkCosts:
+        """Costs of the chunks ``chunks`` (C',) under designs given as factor values (B, C', F).
+        With ``layers``, also the cycles of each layer of those chunks, in workload order."""
+
+    # ---- shared machinery -----------------------------------------------------------------
+    @property
+    def budgets(self) -> tuple[float, float]:
+        return float(self.platform.dsp), float(self.platform.bram18k)
+
+    @property
+    def clock_hz(self) -> float:
+        return self.platform.clock_hz
+
+    def layers_of(self, chunk: int) -> torch.Tensor:
+        return torch.nonzero(self.layer_chunk == chunk).flatten()
+
+    def evaluate(self, vals: torch.Tensor, layers: bool = False) -> Evaluation:
+        """Evaluate B full designs given as factor values (B, C, F) (``space.values(indices)``)."""
+        c = self.chunk_costs(vals, torch.arange(self.space.num_chunks), layers)
+        total_dsp, total_bram = c.dsp.sum(-1), c.bram.sum(-1)
+        bottleneck = c.cycles.max(-1).values
+        dsp_cap, bram_cap = self.budgets
+        feasible = (total_dsp <= dsp_cap + 1e-9) & (total_bram <= bram_cap + 1e-9)
+        return Evaluation(c.cycles, c.dsp, c.bram, total_dsp, total_bram, bottleneck,
+                          self.clock_hz / bottleneck, feasible, c.layer_cycles)
+
+    def evaluate_chunk(self, chunk: int, vals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cycles, DSP and BRAM (N,) of one chunk under N designs given as factor values (N, F)."""
+        c = self.chunk_costs(vals.unsqueeze(1), torch.tensor([chunk]))
+        return c.cycles[:, 0], c.dsp[:, 0], c.bram[:, 0]
+
+
+class LayerClasses:
+    """Groups a chunk subset's layers into classes by a key, for cost models whose per-layer
+    terms factor through the class. ``of_layer`` (L',) maps each selected layer to its class,
+    ``chunk`` (U,) gives each class's position in the chunk subset, ``rep`` (U,) one layer per class."""
+
+    def __init__(self, layer_chunk: torch.Tensor, chunks: torch.Tensor, key: list[tuple]):
+        pos = {int(c): i for i, c in enumerate(chunks.tolist())}
+        self.layers = torch.tensor([i for i, c in enumerate(layer_chunk.tolist()) if c in pos], dtype=torch.long)
+        classes: dict[tuple, int] = {}
+        of_layer, rep, chunk = [], [], []
+        for i in self.layers.tolist():
+            k = (int(layer_chunk[i]),) + key[i]
+            if k not in classes:
+                classes[k] = len(rep)
+                rep.append(i)
+                chunk.append(pos[int(layer_chunk[i])])
+            of_layer.append(classes[k])
+        self.of_layer = torch.tensor(of_layer, dtype=torch.long)
+        self.rep = torch.tensor(rep, dtype=torch.long)
+        self.chunk = torch.tensor(chunk, dtype=torch.long)
+        self.num_chunks = len(chunks)
+        # (U, C') one-hot: sums over classes of a chunk become a matrix product
+        self.onehot = torch.nn.functional.one_hot(self.chunk, self.num_chunks).to(torch.float64)
+
+    def sum(self, x: torch.Tensor) -> torch.Tensor:
+        """A per-layer quantity (L,) over the whole workload, summed per class (U,)."""
+        return torch.zeros(len(self.rep), dtype=torch.float64).index_add_(0, self.of_layer, x[self.layers])
+
+    def to_chunks_sum(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.onehot
+
+    def to_chunks_max(self, x: torch.Tensor) -> torch.Tensor:
+        B = x.shape[0]
+        return torch.zeros((B, self.num_chunks), dtype=x.dtype).scatter_reduce_(
+            1, self.chunk.expand(B, -1), x, "amax", include_self=True)
+
+
+def _chunk_order(name: str) -> tuple:
+    """Order chunk names by bitwidth, then kind (standard before depthwise), then row group."""
+    m = re.fullmatch(r"(dw)?a(\d+)q(\d+)", name)
+    return (0, int(m.group(3)), bool(m.group(1)), int(m.group(2)), "") if m else (1, 0, False, 0, name)

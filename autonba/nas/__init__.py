@@ -1,0 +1,1 @@
+"""Network half of the joint search: search-space layout and candidate operations."""

@@ -1,0 +1,70 @@
+"""Stage layout of a network family (stem, stages of blocks, head, classifier)."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Stem(_Strict):
+    channels: int = Field(16, gt=0)
+    kernel: int = Field(3, gt=0)
+    stride: int = Field(1, gt=0)
+
+
+class Stage(_Strict):
+    blocks: int = Field(gt=0)
+    channels: int = Field(gt=0)
+    stride: int = Field(1, gt=0, description="stride of the stage's first block")
+
+
+class Layout(_Strict):
+    """Where the searchable blocks sit; ``fixed_bits`` is the precision of stem, head and classifier."""
+
+    input_size: int = Field(32, gt=0)
+    input_channels: int = Field(3, gt=0)
+    num_classes: int = Field(10, gt=0)
+    stem: Stem = Stem()
+    stages: list[Stage]
+    head_channels: int = Field(1504, gt=0)
+    fixed_bits: int = Field(8, gt=0, le=32)
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> "Layout":
+        if not self.stages:
+            raise ValueError("stages must list at least one stage")
+        return self
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(s.blocks for s in self.stages)
+
+    def block_plan(self) -> list[tuple[int, int, int]]:
+        """(in_channels, out_channels, stride) of every searchable block, in order."""
+        plan, cin = [], self.stem.channels
+        for stage in self.stages:
+            for i in range(stage.blocks):
+                plan.append((cin, stage.channels, stage.stride if i == 0 else 1))
+                cin = stage.channels
+        return plan
+
+
+REFERENCE_CIFAR = Layout(
+    input_size=32,
+    num_classes=10,
+    stem=Stem(channels=16, stride=1),
+    stages=[Stage(blocks=b, channels=c, stride=s) for b, c, s in zip(
+        [1, 4, 4, 4, 4, 4, 1], [16, 24, 32, 64, 112, 184, 352], [1, 1, 2, 2, 1, 2, 1])],
+    head_channels=1504,
+)
+
+REFERENCE_IMAGENET = Layout(
+    input_size=224,
+    num_classes=1000,
+    stem=Stem(channels=16, stride=2),
+    stages=[Stage(blocks=b, channels=c, stride=s) for b, c, s in zip(
+        [1, 4, 4, 4, 4, 4, 1], [16, 24, 32, 64, 112, 184, 352], [1, 2, 2, 2, 1, 2, 1])],
+    head_channels=1984,
+)

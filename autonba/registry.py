@@ -1,0 +1,47 @@
+"""Name -> object registries, so users plug in operations, templates, platforms and engines."""
+from __future__ import annotations
+
+from typing import Callable, Generic, Iterator, TypeVar
+
+from autonba.errors import AutonbaError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A named collection filled with the :meth:`register` decorator.
+
+    >>> ENGINES = Registry("engine")
+    >>> @ENGINES.register("mine")
+    ... class Mine: ...
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
+        def add(item: T) -> T:
+            if name in self._items:
+                raise AutonbaError(f"{self.kind} '{name}' is already registered")
+            self._items[name] = item
+            return item
+
+        return add(obj) if obj is not None else add
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise AutonbaError(
+                f"unknown {self.kind} '{name}'; allowed: {', '.join(sorted(self._items))}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
