@@ -119,25 +119,23 @@ class DesignSpace:
         """Gumbel-max samples (B, C, F) honouring the constraints, and (when ``logits`` is given, shape
         (C, F, V)) the log-probability of each chunk's sample under the masked distribution, (B, C)."""
         C, F, V = self.table.shape
+        base = torch.zeros((C, F, V), dtype=torch.float64) if logits is None else logits.detach() / temperature
+        u = torch.rand((batch, C, F, V), generator=generator, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
+        noisy = base - torch.log(-torch.log(u))
+        mask = self.valid.expand(batch, C, F, V).clone()
         idx = torch.zeros((batch, C, F), dtype=torch.long)
-        logp = None if logits is None else torch.zeros((batch, C), dtype=logits.dtype)
         chosen = torch.zeros((batch, C, F), dtype=torch.float64)
         for f in range(F):
-            mask = self.valid[:, f].expand(batch, C, V)
             p = self.parent[f]
             if p >= 0:
-                mask = mask & (self.table[:, f] <= chosen[:, :, p:p + 1])
-            base = torch.zeros((C, V), dtype=torch.float64) if logits is None else logits[:, f] / temperature
-            scores = base.expand(batch, C, V).masked_fill(~mask, float("-inf"))
-            u = torch.rand((batch, C, V), generator=generator, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
-            g = -torch.log(-torch.log(u))
-            pick = torch.argmax(scores.detach().to(torch.float64) + g, dim=-1)
+                mask[:, :, f] &= self.table[:, f] <= chosen[:, :, p:p + 1]
+            pick = noisy[:, :, f].masked_fill(~mask[:, :, f], float("-inf")).argmax(-1)
             idx[:, :, f] = pick
-            chosen[:, :, f] = torch.gather(self.table[:, f].expand(batch, C, V), -1, pick.unsqueeze(-1)).squeeze(-1)
-            if logp is not None:
-                lp = torch.log_softmax(scores, dim=-1)
-                logp = logp + torch.gather(lp, -1, pick.unsqueeze(-1)).squeeze(-1)
-        return idx, logp
+            chosen[:, :, f] = self.table[:, f].expand(batch, C, V).gather(-1, pick.unsqueeze(-1)).squeeze(-1)
+        if logits is None:
+            return idx, None
+        lp = torch.log_softmax((logits / temperature).expand(batch, C, F, V).masked_fill(~mask, float("-inf")), -1)
+        return idx, lp.gather(-1, idx.unsqueeze(-1)).squeeze(-1).sum(-1)
 
     def repair(self, idx: torch.Tensor) -> torch.Tensor:
         """Lower every child that exceeds its parent to the largest allowed value <= the parent."""

@@ -46,7 +46,6 @@ class Template(ABC):
     """A chunk-based accelerator template bound to one workload and platform."""
 
     name: str = ""
-    dsp_quantum: float = 1.0  # every DSP count this template produces is a multiple of this
 
     def __init__(self, workload: Workload, platform: Platform):
         self.workload = workload

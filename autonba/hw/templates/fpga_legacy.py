@@ -45,7 +45,6 @@ def _ports(x: torch.Tensor) -> torch.Tensor:
 
 class FpgaLegacy(Template):
     name = "fpga-legacy"
-    dsp_quantum = 1.0 / 16.0
 
     def __init__(self, workload: Workload, platform, **options):
         self.options = LegacyOptions(**options)

@@ -1,0 +1,164 @@
+"""``das``: differentiable accelerator search with per-chunk credit assignment.
+
+Every design factor of every chunk has logits over its allowed values. Each step samples a
+batch of full designs by hard Gumbel-max (constraints such as tile <= buffer are masks, never
+rejections), evaluates them in one vectorised call, and descends a score-function estimate of
+the expected cost: the gradient of cost x prod_m STE(p_m) in its log form,
+``sum_c A_c * log p(design of chunk c)``, with a baseline-subtracted, normalised advantage A_c.
+
+Credit is per chunk. The bottleneck is a max, so one global reward tells the chunks that are
+not the bottleneck almost nothing. Instead chunk c pays
+``max(cycles_c / tau, 1) + mu_dsp * dsp_c / DSP + mu_bram * bram_c / BRAM``:
+a chunk slower than the target tau is pushed to speed up, a faster one to give back resources.
+tau tracks the batch's median bottleneck (a little below it); mu are Lagrange multipliers of the
+shared budgets, raised while the batch overspends and lowered while it underspends, so
+over-budget designs give a learning signal instead of being skipped.
+
+Chunk costs are separable, so every evaluated chunk design is also kept in a per-chunk Pareto
+archive, and the best feasible combination of archived designs is found exactly
+(``combine``) every few steps: the incumbent is the best design assembled from what the search
+has evaluated. The final design is re-evaluated as a whole.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from pydantic import Field
+
+from autonba.hw.engines.base import Engine, EngineOptions, Incumbent, Outcome
+from autonba.hw.engines.combine import Front, combine
+
+
+class DasOptions(EngineOptions):
+    batch: int = Field(256, gt=0, description="designs sampled per step")
+    lr: float = Field(0.01, gt=0, description="Adam learning rate of the design logits")
+    temperature: float = Field(1.0, gt=0, description="Gumbel temperature at the start")
+    final_temperature: float = Field(0.5, gt=0, description="temperature at the end (linear decay)")
+    target_margin: float = Field(0.03, ge=0, lt=1, description="tau = (1 - margin) x median bottleneck")
+    dual_lr: float = Field(0.5, gt=0, description="step of the multiplicative budget-multiplier update")
+    recombine: bool = Field(True, description="assemble the incumbent from per-chunk archives (exact combination)")
+    recombine_every: int = Field(10, gt=0, description="steps between recombinations of the archives")
+    warm_strength: float = Field(3.0, ge=0, description="initial logit bonus of the warm-start design")
+    polish_rounds: int = Field(4, ge=0, description="final rounds of single-factor moves around the incumbent")
+
+
+class Das(Engine):
+    name = "das"
+    Options = DasOptions
+    default_budget = 25_600
+
+    def _run(self) -> Outcome:
+        o, t, sp = self.options, self.template, self.space
+        dsp_cap, bram_cap = t.budgets
+        C, F, V = sp.table.shape
+        logits = torch.zeros((C, F, V), dtype=torch.float64)
+        if self.warm_start is not None:
+            logits = logits + o.warm_strength * torch.nn.functional.one_hot(
+                nearest_indices(sp, self.warm_start), V).to(torch.float64)
+        logits.requires_grad_(True)
+        adam = _Adam(logits, o.lr)
+        mu = torch.ones(2, dtype=torch.float64)
+        caps = torch.tensor([dsp_cap, bram_cap], dtype=torch.float64)
+        steps = max(1, math.ceil(self.budget / o.batch))
+        inc = Incumbent(t.clock_hz)
+        archives = [Front.empty(F) for _ in range(C)]
+        pending: list[tuple[torch.Tensor, ...]] = []
+        evaluations = 0
+        with self.progress_bar(steps * o.batch, "das") as bar:
+            for step in range(steps):
+                temp = o.temperature + (o.final_temperature - o.temperature) * step / max(1, steps - 1)
+                idx, logp = sp.sample(o.batch, logits, self.generator, temp)
+                vals = sp.values(idx)
+                ev = t.evaluate(vals)
+                evaluations += o.batch
+                bar.update(o.batch)
+                inc.offer(vals, ev.bottleneck, ev.feasible, evaluations)
+                if o.recombine:
+                    pending.append((vals, ev.chunk_cycles, ev.chunk_dsp, ev.chunk_bram))
+
+                # per-chunk cost, advantage and the score-function step
+                tau = (1 - o.target_margin) * float(ev.bottleneck.median())
+                cost = ((ev.chunk_cycles / tau).clamp(min=1.0)
+                        + mu[0] * ev.chunk_dsp / dsp_cap + mu[1] * ev.chunk_bram / bram_cap)
+                adv = (cost - cost.mean(0)) / (cost.std(0) + 1e-9)
+                loss = (adv.detach() * logp).mean(0).sum()
+                grad, = torch.autograd.grad(loss, logits)
+                adam.step(grad)
+                with torch.no_grad():
+                    spend = torch.stack([ev.total_dsp.mean(), ev.total_bram.mean()]) / caps
+                    mu = (mu * torch.exp(o.dual_lr * (spend - 1))).clamp(1e-3, 1e3)
+
+                if pending and ((step + 1) % o.recombine_every == 0 or step == steps - 1):
+                    archives = self._recombine(archives, pending, inc, evaluations)
+                    pending = []
+            for _ in range(o.polish_rounds if o.recombine else 0):
+                before = inc.bottleneck
+                pending = [self._neighbours(inc.best)] if inc.best is not None else []
+                if not pending:
+                    break
+                evaluations += len(pending[0][0])
+                bar.update(len(pending[0][0]))
+                archives = self._recombine(archives, pending, inc, evaluations)
+                if inc.bottleneck >= before:
+                    break
+        return inc.outcome(evaluations, multipliers=mu.tolist())
+
+    def _neighbours(self, design: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every design one factor value away from ``design`` (C, F), per chunk (children repaired to
+        fit their parents), evaluated chunk by chunk: (values, cycles, dsp, bram), each (n, C, ...)."""
+        sp, t = self.space, self.template
+        base = nearest_indices(sp, design)                                   # (C, F)
+        C, F, V = sp.table.shape
+        moves = base.expand(F * V, C, F).clone()
+        for f in range(F):
+            moves[f * V:(f + 1) * V, :, f] = torch.arange(V).unsqueeze(1)
+        ok = torch.gather(sp.valid.permute(1, 2, 0).reshape(F * V, C), 0, torch.arange(F * V).unsqueeze(1).expand(-1, C))
+        moves = sp.repair(torch.where(ok.unsqueeze(-1), moves, base))
+        vals = sp.values(moves)                                              # (n, C, F)
+        per_chunk = [t.evaluate_chunk(c, vals[:, c]) for c in range(C)]
+        return (vals,) + tuple(torch.stack([pc[i] for pc in per_chunk], 1) for i in range(3))
+
+    def _recombine(self, archives, pending, inc: Incumbent, evaluations: int) -> list[Front]:
+        t = self.template
+        dsp_cap, bram_cap = t.budgets
+        vals = torch.cat([p[0] for p in pending])
+        cyc, dsp, bram = (torch.cat([p[i] for p in pending]) for i in (1, 2, 3))
+        archives = [a.merge(cyc[:, c], dsp[:, c], bram[:, c], vals[:, c], dsp_cap, bram_cap)
+                    for c, a in enumerate(archives)]
+        picks = combine(archives, dsp_cap, bram_cap)
+        if picks is not None:
+            best = torch.stack([a.designs[p] for a, p in zip(archives, picks)]).unsqueeze(0)
+            ev = t.evaluate(best)
+            inc.offer(best, ev.bottleneck, ev.feasible, evaluations)
+        return archives
+
+
+class _Adam:
+    """Adam on one tensor (torch.optim's first step imports the compiler stack: seconds per process)."""
+
+    def __init__(self, param: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.p, self.lr, self.b1, self.b2, self.eps = param, lr, betas[0], betas[1], eps
+        self.m = torch.zeros_like(param)
+        self.v = torch.zeros_like(param)
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor) -> None:
+        self.t += 1
+        self.m.mul_(self.b1).add_(grad, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(grad, grad, value=1 - self.b2)
+        m_hat = self.m / (1 - self.b1 ** self.t)
+        v_hat = self.v / (1 - self.b2 ** self.t)
+        self.p.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
+
+
+def nearest_indices(space, design: torch.Tensor) -> torch.Tensor:
+    """Indices (C, F) of the allowed values closest (in log scale) to a design's values (C, F)."""
+    tab = space.table
+    dist = (torch.log(tab.clamp(min=1e-9)) - torch.log(design.clamp(min=1e-9)).unsqueeze(-1)).abs()
+    dist = torch.where(space.valid, dist, torch.full_like(dist, float("inf")))
+    # a value of 0 (comp_mode 0) is matched exactly
+    exact = space.valid & (tab == design.unsqueeze(-1))
+    dist = torch.where(exact, torch.full_like(dist, -1.0), dist)
+    return space.repair(dist.argmin(-1).unsqueeze(0))[0]

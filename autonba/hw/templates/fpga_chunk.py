@@ -1,0 +1,164 @@
+"""``fpga-chunk``: the project's corrected chunk-pipeline FPGA model (the default template).
+
+Same chunk/pipeline structure and tiled-loop model as ``fpga-legacy``, corrected
+(docs/cost_models.md lists every change): exact layer shapes, whole-tile trip counts
+(ceil), effective tiles clipped to the layer, input tiles sized by stride and kernel, every
+buffer counted (weights too, per buffer sized for the chunk's largest layer), whole DSPs with
+bitwidth packing, a DRAM roofline on the traffic the tiling really moves, and a design space
+in which the platform's budgets, not the space's edges, bound the best design.
+
+Layers with identical shape and chunk form one class and are costed once.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from autonba.hw.space import DesignSpace
+from autonba.hw.templates.base import ChunkCosts, LayerClasses, Template
+from autonba.hw.templates.fpga_common import CONSTRAINTS, FACTORS, LayerTable, allocate_by_rule
+from autonba.hw.workload import Workload
+
+
+class ChunkOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    row_split: int = Field(16, gt=0, description="layers with >= this many output rows go to the '0' chunks")
+    channel_tile_max: int = Field(64, ge=1, description="largest channel tile (Tmb, Tnb) in the space")
+    max_ports: int = Field(16, ge=2, description="most 16-bit words a buffer loads or stores per cycle "
+                                                 "(the reference model fixes 4)")
+
+
+def _pow2_upto(n: int) -> list[int]:
+    out, v = [], 1
+    while v <= n:
+        out.append(v)
+        v *= 2
+    return out
+
+
+class FpgaChunk(Template):
+    name = "fpga-chunk"
+
+    def __init__(self, workload: Workload, platform, **options):
+        self.options = ChunkOptions(**options)
+        self.t = t = LayerTable(workload)
+        super().__init__(workload, platform)
+        self._key = [tuple(float(x[i]) for x in (t.N, t.M, t.groups, t.OH, t.OW, t.IH, t.IW, t.K, t.S, t.q, t.dw))
+                     for i in range(len(workload.layers))]
+        self._pad = (t.K // 2) * 2                                          # total padding of a 'same' conv
+        self._macs_per_dsp = torch.tensor([platform.macs_per_dsp_for(int(q)) for q in t.q.tolist()],
+                                          dtype=torch.float64)
+        self._classes = lru_cache(maxsize=64)(self._make_classes)
+
+    def allocate(self, workload: Workload) -> list[str]:
+        return allocate_by_rule(workload, self.options.row_split)
+
+    def build_space(self) -> DesignSpace:
+        t, cap = self.t, self.options.channel_tile_max
+        chunks = {}
+        for ci, c in enumerate(self.chunk_names):
+            ls = self.layers_of(ci)
+            oh = sorted({int(v) for v in t.OH[ls].tolist()})
+            ow = sorted({int(v) for v in t.OW[ls].tolist()})
+            rows = sorted(set(_pow2_upto(max(oh))) | set(oh), reverse=True)
+            cols = sorted(set(_pow2_upto(max(ow))) | set(ow), reverse=True)
+            m = _pow2_upto(min(cap, _ceil_pow2(int(t.M[ls].max()))))[::-1]
+            dw = bool(t.dw[ls].all())
+            n = [1] if dw else _pow2_upto(min(cap, _ceil_pow2(int(t.N[ls].max()))))[::-1]
+            chunks[c] = dict(comp_mode=[0, 1] if dw else [0, 1, 2], Trb=rows, Tcb=cols, Tmb=m, Tnb=n,
+                             Tr=rows, Tc=cols, Tm=m, Tn=n)
+        return DesignSpace(FACTORS, CONSTRAINTS, chunks, closed=("comp_mode",))
+
+    def _make_classes(self, chunks: tuple[int, ...]) -> tuple[LayerClasses, torch.Tensor]:
+        cls = LayerClasses(self.layer_chunk, torch.tensor(chunks), self._key)
+        return cls, cls.sum(torch.ones(len(self.layer_chunk), dtype=torch.float64))
+
+    def layer_terms(self, d: torch.Tensor, li: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Costs of layers ``li`` (U,) on designs d (..., U, F): cycles, DSP, the three buffers' BRAM,
+        multipliers and DRAM bytes. The formulas of docs/cost_models.md, in one place."""
+        t, bank_bits, max_ports = self.t, float(self.platform.bram_bits), self.options.max_ports
+
+        def _ports(x):
+            return x.clamp(2, max_ports)
+
+        c, Trb, Tcb, Tmb, Tnb, Tr, Tc, Tm, Tn = d.unbind(-1)
+        N, M, g, OH, OW = t.N[li], t.M[li], t.groups[li], t.OH[li], t.OW[li]
+        K, S, q, dw, pad = t.K[li], t.S[li], t.q[li], t.dw[li], self._pad[li]
+        s, K2 = q / 16, t.K[li] ** 2
+        m0, m1, m2 = c == 0, c == 1, c == 2
+        eRb, eCb = torch.minimum(Trb, OH), torch.minimum(Tcb, OW)
+        eMb, eNb = torch.minimum(Tmb, M), torch.minimum(Tnb, N)
+        trips = torch.ceil(OH / Trb) * torch.ceil(OW / Tcb) * torch.ceil(M / Tmb)
+        tN = torch.ceil(N / Tnb)
+        tri = torch.minimum((eRb - 1) * S + K, t.IH[li] + pad)
+        tci = torch.minimum((eCb - 1) * S + K, t.IW[li] + pad)
+        cm, cn, cr = torch.ceil(eMb / Tm), torch.ceil(eNb / Tn), torch.ceil(eRb / Tr)
+        tile_out = eMb * eRb * eCb
+        wr_m = (torch.ceil(tile_out / _ports(Tm)) + eRb * eCb * cm) * s
+        wr_r = (torch.ceil(tile_out / _ports(Tr)) + eCb * eMb * cr) * s
+
+        def banks(x):
+            return torch.ceil(x * q / bank_bits)
+
+        # standard (and grouped: g sequential slices of N -> M) convolution
+        mults = torch.where(m0, Tm, torch.where(m1, Tm * Tn, Tr))
+        comp = torch.where(m0, eRb * eCb * K2 * eNb * cm,
+                           torch.where(m1, eRb * eCb * K2 * cm * cn, cr * eCb * eMb * eNb * K2))
+        rd_if = torch.ceil(eNb * tri * tci / torch.where(m2, _ports(tri), _ports(Tn))) * s
+        rd_w = torch.where(m2, eMb * eNb * K * s, torch.ceil(eMb * eNb * K2 / _ports(Tm)) * s)
+        std_cyc = g * trips * (torch.where(m2, wr_r, wr_m) + tN * (torch.maximum(comp, rd_if) + rd_w))
+        std_elems = g * trips * (tN * (eNb * tri * tci + eMb * eNb * K2) + tile_out)
+        std_bram = torch.stack([
+            torch.where(m2, 2 * tri * banks(tci * eNb), 2 * Tn * banks(tri * tci * cn)),
+            torch.where(m2, Tr * banks(eCb * eMb * cr), Tm * banks(eRb * eCb * cm)),
+            torch.where(m2, K * banks(K * eMb * eNb), torch.where(m1, Tm * Tn * banks(cm * cn * K2),
+                                                                  Tm * banks(cm * eNb * K2)))], -1)
+        # depthwise convolution (modes 0 and 1)
+        dmults = torch.where(m0, Tm, Tr)
+        dcomp = torch.where(m0, eRb * eCb * K2 * cm, cr * eCb * eMb * K2)
+        drd_if = torch.ceil(eMb * tri * tci / _ports(Tm)) * s
+        drd_w = torch.where(m1, eMb * K * s, torch.ceil(eMb * K2 / _ports(Tm)) * s)
+        dw_cyc = trips * (torch.maximum(dcomp, drd_if) + drd_w + torch.where(m1, wr_r, wr_m))
+        dw_elems = trips * (eMb * tri * tci + eMb * K2 + tile_out)
+        dw_bram = torch.stack([
+            torch.where(m0, 2 * Tm * banks(tri * tci * cm), 2 * tri * banks(tci * eMb)),
+            torch.where(m0, Tm * banks(eRb * eCb * cm), Tr * banks(eCb * eMb * cr)),
+            torch.where(m0, Tm * banks(cm * K2), K * banks(K * eMb))], -1)
+
+        mults = torch.where(dw, dmults, mults)
+        dram_bytes = torch.where(dw, dw_elems, std_elems) * q / 8
+        cycles = torch.maximum(torch.where(dw, dw_cyc, std_cyc), dram_bytes / self.platform.dram_bytes_per_cycle)
+        return dict(cycles=cycles, dsp=torch.ceil(mults / self._macs_per_dsp[li]),
+                    bram=torch.where(dw.unsqueeze(-1), dw_bram, std_bram), mults=mults, dram_bytes=dram_bytes)
+
+    def chunk_costs(self, vals: torch.Tensor, chunks: torch.Tensor, layers: bool = False) -> ChunkCosts:
+        cls, count = self._classes(tuple(chunks.tolist()))
+        x = self.layer_terms(vals[:, cls.chunk, :], cls.rep)                 # (B, U), bram (B, U, 3)
+        cycles = cls.to_chunks_sum(x["cycles"] * count)
+        bram = sum(cls.to_chunks_max(x["bram"][..., i]) for i in range(3))  # per buffer, sized for the chunk
+        layer_cycles = x["cycles"][:, cls.of_layer] if layers else None
+        return ChunkCosts(cycles, cls.to_chunks_max(x["dsp"]), bram, layer_cycles)
+
+    def layer_report(self, vals: torch.Tensor) -> list[dict[str, Any]]:
+        """Per-layer figures of one design (values (C, F)): cycles, bounds, utilisation, DSP, BRAM."""
+        li = torch.arange(len(self.layer_chunk))
+        x = self.layer_terms(vals[self.layer_chunk].unsqueeze(0), li)
+        t = self.t
+        compulsory = (t.weights + t.M * t.groups * t.OH * t.OW + t.N * t.groups * t.IH * t.IW) * t.q / 8
+        rows = []
+        for i, layer in enumerate(self.workload.layers):
+            cyc, mults = float(x["cycles"][0, i]), float(x["mults"][0, i])
+            rows.append(dict(name=layer.name, chunk=self.chunk_names[int(self.layer_chunk[i])], cycles=cyc,
+                             macs=layer.macs, compute_bound_cycles=layer.macs / mults,
+                             memory_bound_cycles=float(x["dram_bytes"][0, i]) / self.platform.dram_bytes_per_cycle,
+                             dram_bytes=float(x["dram_bytes"][0, i]), compulsory_bytes=float(compulsory[i]),
+                             multipliers=int(mults), utilisation=layer.macs / (cyc * mults),
+                             dsp=int(x["dsp"][0, i]), bram=int(x["bram"][0, i].sum())))
+        return rows
+
+
+def _ceil_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
