@@ -60,19 +60,24 @@ class Das(Engine):
         adam = _Adam(logits, o.lr)
         mu = torch.ones(2, dtype=torch.float64)
         caps = torch.tensor([dsp_cap, bram_cap], dtype=torch.float64)
-        steps = max(1, math.ceil(self.budget / o.batch))
+        # the polish rounds' evaluations come out of the same budget
+        per_round = F * V
+        reserve = min(o.polish_rounds * per_round, self.budget // 4) if o.recombine else 0
+        sample_budget = self.budget - reserve
+        steps = max(1, math.ceil(sample_budget / o.batch))
         inc = Incumbent(t.clock_hz)
         archives = [Front.empty(F) for _ in range(C)]
         pending: list[tuple[torch.Tensor, ...]] = []
         evaluations = 0
-        with self.progress_bar(steps * o.batch, "das") as bar:
+        with self.progress_bar(self.budget, "das") as bar:
             for step in range(steps):
                 temp = o.temperature + (o.final_temperature - o.temperature) * step / max(1, steps - 1)
-                idx, logp = sp.sample(o.batch, logits, self.generator, temp)
+                n = max(2, min(o.batch, sample_budget - evaluations))
+                idx, logp = sp.sample(n, logits, self.generator, temp)
                 vals = sp.values(idx)
                 ev = t.evaluate(vals)
-                evaluations += o.batch
-                bar.update(o.batch)
+                evaluations += n
+                bar.update(n)
                 inc.offer(vals, ev.bottleneck, ev.feasible, evaluations)
                 if o.recombine:
                     pending.append((vals, ev.chunk_cycles, ev.chunk_dsp, ev.chunk_bram))
@@ -94,9 +99,9 @@ class Das(Engine):
                     pending = []
             for _ in range(o.polish_rounds if o.recombine else 0):
                 before = inc.bottleneck
-                pending = [self._neighbours(inc.best)] if inc.best is not None else []
-                if not pending:
+                if inc.best is None or evaluations + per_round > self.budget:
                     break
+                pending = [self._neighbours(inc.best)]
                 evaluations += len(pending[0][0])
                 bar.update(len(pending[0][0]))
                 archives = self._recombine(archives, pending, inc, evaluations)

@@ -1,0 +1,125 @@
+"""Python API of the accelerator half (the CLI's ``autonba accel`` is a thin layer over it).
+
+>>> from autonba import accel
+>>> r = accel.search(network="mobilenetv2-cifar", bits=8, platform="zc706", engine="das", seed=0)
+>>> r.fps, r.total_dsp
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from autonba.config import validate
+from autonba.errors import AutonbaError
+from autonba.hw.engines import ENGINES
+from autonba.hw.platform import load_platform
+from autonba.hw.result import AccelResult
+from autonba.hw.templates import TEMPLATES, Template
+from autonba.hw.workload import Workload
+from autonba.hw.zoo import WORKLOADS
+
+
+class WorkloadSource(BaseModel):
+    """Exactly one of: a workload JSON ``file``, a zoo ``network`` (at ``bits``), an ``arch`` JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: str | None = None
+    network: str | None = None
+    arch: str | None = None
+    bits: int = Field(8, ge=1, le=32, description="uniform bitwidth of a zoo network")
+
+    @model_validator(mode="after")
+    def _one(self) -> "WorkloadSource":
+        given = [k for k in ("file", "network", "arch") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of workload.file, workload.network, workload.arch "
+                             f"(got {', '.join(given) or 'none'})")
+        return self
+
+    def load(self) -> Workload:
+        if self.file:
+            return Workload.from_json(self.file)
+        if self.network:
+            return WORKLOADS.get(self.network)(self.bits)
+        from autonba.nas.arch import Arch
+        return Arch.load(self.arch).workload()
+
+
+class AccelConfig(BaseModel):
+    """Everything an accelerator search or evaluation needs; saved next to every result."""
+
+    model_config = ConfigDict(extra="forbid")
+    workload: WorkloadSource
+    template: str = "fpga-chunk"
+    platform: str | None = Field(None, description="shipped name or YAML path (default: zc706, "
+                                                   "zc706-legacy for fpga-legacy)")
+    template_options: dict[str, Any] = {}
+    engine: str = "das"
+    budget: int | None = Field(None, gt=0, description="design evaluations (default: the engine's)")
+    engine_options: dict[str, Any] = {}
+    fix: dict[str, int | float] = {}
+    seed: int = 0
+
+    def resolved_platform(self) -> str:
+        return self.platform or ("zc706-legacy" if self.template == "fpga-legacy" else "zc706")
+
+
+def build_template(cfg: AccelConfig, workload: Workload | None = None) -> Template:
+    cls = TEMPLATES.get(cfg.template)
+    try:
+        return cls(workload or cfg.workload.load(), load_platform(cfg.resolved_platform()), **cfg.template_options)
+    except TypeError as e:
+        raise AutonbaError(f"template '{cfg.template}' options: {e}") from None
+    except Exception as e:  # pydantic errors of the template's options
+        from pydantic import ValidationError
+        if isinstance(e, ValidationError):
+            from autonba.config import format_validation_error
+            raise AutonbaError(f"template '{cfg.template}' options: {format_validation_error(e)}") from None
+        raise
+
+
+def _config(**kw: Any) -> AccelConfig:
+    wl = {k: kw.pop(k) for k in ("file", "network", "arch", "bits") if kw.get(k) is not None}
+    kw = {k: v for k, v in kw.items() if v is not None}
+    return validate(AccelConfig, {"workload": wl, **kw})
+
+
+def run_search(cfg: AccelConfig, workload: Workload | None = None, warm_start: torch.Tensor | None = None,
+               progress: bool | None = None) -> AccelResult:
+    template = build_template(cfg, workload)
+    torch.manual_seed(cfg.seed)
+    engine = ENGINES.get(cfg.engine)(template, template.space.fix(cfg.fix), seed=cfg.seed, budget=cfg.budget,
+                                     warm_start=warm_start, progress=progress, **cfg.engine_options)
+    out = engine.run()
+    if out.best is None:
+        dsp, bram = template.budgets
+        raise AutonbaError(f"no design found by '{cfg.engine}' fits the budgets of {template.platform.name} "
+                           f"({dsp:g} DSP, {bram:g} BRAM18K) for workload '{template.workload.name}'"
+                           + ("" if cfg.engine == "exact" else "; try --engine exact to prove whether one exists"))
+    return AccelResult.from_design(template, out.best, engine=cfg.engine, evaluations=out.evaluations,
+                                   seconds=out.seconds, trace=out.trace, info=out.info)
+
+
+def search(*, file: str | None = None, network: str | None = None, arch: str | None = None, bits: int | None = None,
+           template: str | None = None, platform: str | None = None, engine: str | None = None,
+           budget: int | None = None, fix: dict[str, float] | None = None, seed: int | None = None,
+           engine_options: dict[str, Any] | None = None, template_options: dict[str, Any] | None = None,
+           warm_start: torch.Tensor | None = None, progress: bool | None = False) -> AccelResult:
+    """Search the best accelerator design for a workload (see ``AccelConfig`` for the fields)."""
+    cfg = _config(file=file, network=network, arch=arch, bits=bits, template=template, platform=platform,
+                  engine=engine, budget=budget, fix=fix, seed=seed, engine_options=engine_options,
+                  template_options=template_options)
+    return run_search(cfg, warm_start=warm_start, progress=progress)
+
+
+def run_evaluate(cfg: AccelConfig, designs: list[dict[str, Any]]) -> list[AccelResult]:
+    template = build_template(cfg)
+    vals = template.space.parse(designs)
+    return [AccelResult.from_design(template, v) for v in vals]
+
+
+def evaluate(designs: list[dict[str, Any]], **kw: Any) -> list[AccelResult]:
+    """Evaluate designs ``{"chunks": {name: {factor: value}}}`` on a workload and template."""
+    return run_evaluate(_config(**kw), designs)

@@ -1,0 +1,155 @@
+"""Command line: ``autonba accel search|eval|list``. A thin layer over the Python API."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autonba.errors import AutonbaError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", help="YAML config (fields of AccelConfig, at the top level or under 'accel')")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set engine_options.batch=512 (repeatable)")
+    p.add_argument("--seed", type=int, help="seed of everything random")
+    p.add_argument("--out", help="write the JSON result here (default: stdout); the resolved config goes "
+                                 "next to it as <name>.config.yaml")
+
+
+def _workload_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("workload (one of)")
+    g.add_argument("--workload", dest="file", help="workload JSON with a 'layers' list (golden format or native)")
+    g.add_argument("--network", help="a zoo network (see 'autonba accel list')")
+    g.add_argument("--arch", help="an arch.json written by the NAS derivation")
+    g.add_argument("--bits", type=int, help="uniform bitwidth of a zoo network (default 8)")
+    p.add_argument("--template", help="fpga-chunk (default) or fpga-legacy")
+    p.add_argument("--platform", help="shipped platform name (zc706, zcu102, ultra96, zc706-legacy) or YAML path")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="autonba", description="Joint search of network, bitwidths and accelerator.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    accel = sub.add_parser("accel", help="accelerator cost models and search engines")
+    asub = accel.add_subparsers(dest="action", required=True)
+
+    s = asub.add_parser("search", help="search the best accelerator design for a workload")
+    _workload_args(s)
+    s.add_argument("--engine", help="das (default), random, evolution or exact")
+    s.add_argument("--budget", type=int, help="design evaluations (default: the engine's)")
+    s.add_argument("--fix", action="append", default=[], metavar="FACTOR=VALUE",
+                   help="pin a design factor in every chunk, e.g. --fix comp_mode=1 (repeatable)")
+    _common(s)
+
+    e = asub.add_parser("eval", help="evaluate given designs on a workload")
+    _workload_args(e)
+    e.add_argument("--design", required=True, help="JSON: one design {'chunks': {...}} or {'designs': [...]}")
+    _common(e)
+
+    asub.add_parser("list", help="list templates, platforms, engines and zoo networks")
+    return ap
+
+
+def _accel_config(args: argparse.Namespace) -> "AccelConfig":  # noqa: F821
+    from autonba.accel import AccelConfig
+    from autonba.config import apply_overrides, load_yaml, validate
+
+    data: dict[str, Any] = {}
+    if args.config:
+        data = load_yaml(args.config)
+        if isinstance(data.get("accel"), dict):
+            data = data["accel"]
+    wl = data.setdefault("workload", {})
+    if not isinstance(wl, dict):
+        raise AutonbaError("config field 'workload' must be a mapping (file / network / arch / bits)")
+    given = {k: getattr(args, k) for k in ("file", "network", "arch") if getattr(args, k)}
+    if given:
+        for k in ("file", "network", "arch"):
+            wl.pop(k, None)
+        wl.update(given)
+    if args.bits is not None:
+        wl["bits"] = args.bits
+    for key in ("template", "platform", "engine", "budget", "seed"):
+        if getattr(args, key, None) is not None:
+            data[key] = getattr(args, key)
+    for item in getattr(args, "fix", []):
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise AutonbaError(f"--fix expects FACTOR=VALUE, got '{item}'")
+        data.setdefault("fix", {})[k.strip()] = yaml.safe_load(v)
+    apply_overrides(data, args.set)
+    return validate(AccelConfig, data)
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], cfg) -> None:
+    from autonba.config import dump_yaml
+    from autonba.io import write_json
+
+    payload = {**payload, "config": cfg.model_dump(mode="json")}
+    if args.out:
+        out = Path(args.out)
+        write_json(out, payload)
+        dump_yaml(cfg, out.with_name(out.stem + ".config.yaml"))
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        json.dump(payload, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+
+
+def _cmd_search(args: argparse.Namespace) -> None:
+    from autonba.accel import run_search
+
+    cfg = _accel_config(args)
+    result = run_search(cfg)
+    print(result.table(), file=sys.stderr)
+    _emit(args, result.to_dict(), cfg)
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from autonba.accel import run_evaluate
+    from autonba.hw.workload import read_json
+
+    cfg = _accel_config(args)
+    data = read_json(args.design, "design")
+    many = isinstance(data, dict) and "designs" in data
+    designs = data["designs"] if many else [data]
+    if not isinstance(designs, list) or not designs:
+        raise AutonbaError(f"design file {args.design}: 'designs' must be a non-empty list")
+    results = run_evaluate(cfg, designs)
+    for r in results:
+        print(r.table(), file=sys.stderr)
+    _emit(args, {"results": [r.to_dict() for r in results]} if many else results[0].to_dict(), cfg)
+
+
+def _cmd_list(args: argparse.Namespace) -> None:
+    from autonba.hw.engines import ENGINES
+    from autonba.hw.platform import shipped_platforms
+    from autonba.hw.templates import TEMPLATES
+    from autonba.hw.zoo import WORKLOADS
+
+    print("templates:", ", ".join(TEMPLATES.names()))
+    print("platforms:", ", ".join(shipped_platforms()))
+    print("engines:  ", ", ".join(ENGINES.names()))
+    print("networks: ", ", ".join(WORKLOADS.names()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {("accel", "search"): _cmd_search, ("accel", "eval"): _cmd_eval, ("accel", "list"): _cmd_list}
+    try:
+        handlers[(args.command, args.action)](args)
+    except AutonbaError as e:
+        print(f"autonba: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autonba: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Accelerator results: a dataclass that serialises to the JSON users read."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from autonba.hw.templates.base import Template
+
+
+@dataclass
+class AccelResult:
+    template: str
+    platform: dict[str, Any]
+    workload: str
+    feasible: bool
+    fps: float
+    bottleneck_cycles: float
+    total_dsp: float
+    total_bram: float
+    dsp_utilisation: float
+    bram_utilisation: float
+    design: dict[str, Any]
+    chunks: dict[str, Any]
+    layers: list[dict[str, Any]]
+    engine: str | None = None
+    evaluations: int | None = None
+    seconds: float | None = None
+    trace: list[tuple[int, float]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_design(cls, template: Template, vals: torch.Tensor, **search: Any) -> "AccelResult":
+        """The full report of one design (factor values (C, F)) on a template."""
+        ev = template.evaluate(vals.unsqueeze(0), layers=True)
+        p = template.platform
+        design = template.space.to_dicts(vals.unsqueeze(0))[0]
+        counts = torch.bincount(template.layer_chunk, minlength=len(template.chunk_names)).tolist()
+        chunks = {c: {"design": design[c], "layers": counts[i], "cycles": _num(ev.chunk_cycles[0, i]),
+                      "dsp": _num(ev.chunk_dsp[0, i]), "bram": _num(ev.chunk_bram[0, i])}
+                  for i, c in enumerate(template.chunk_names)}
+        if hasattr(template, "layer_report"):
+            layers = template.layer_report(vals)
+        else:
+            layers = [{"name": l.name, "chunk": template.chunk_names[int(template.layer_chunk[i])],
+                       "cycles": _num(ev.layer_cycles[0, i]), "macs": l.macs}
+                      for i, l in enumerate(template.workload.layers)]
+        return cls(template=template.name,
+                   platform={"name": p.name, "dsp": p.dsp, "bram18k": p.bram18k, "clock_mhz": p.clock_mhz},
+                   workload=template.workload.name, feasible=bool(ev.feasible[0]), fps=float(ev.fps[0]),
+                   bottleneck_cycles=_num(ev.bottleneck[0]), total_dsp=_num(ev.total_dsp[0]),
+                   total_bram=_num(ev.total_bram[0]), dsp_utilisation=float(ev.total_dsp[0]) / p.dsp,
+                   bram_utilisation=float(ev.total_bram[0]) / p.bram18k, design={"chunks": design},
+                   chunks=chunks, layers=layers, **search)
+
+    def table(self) -> str:
+        """A short human-readable summary (for stderr)."""
+        p = self.platform
+        lines = [f"{self.template} on {p['name']} | {self.workload} | "
+                 f"{'feasible' if self.feasible else 'INFEASIBLE'} | {self.fps:.2f} FPS "
+                 f"(bottleneck {self.bottleneck_cycles:,.0f} cycles)",
+                 f"{'chunk':<10}{'layers':>7}{'cycles':>14}{'DSP':>10}{'BRAM18K':>10}  design"]
+        for name, c in self.chunks.items():
+            d = " ".join(f"{k}={v}" for k, v in c["design"].items())
+            lines.append(f"{name:<10}{c['layers']:>7}{c['cycles']:>14,.0f}{c['dsp']:>10g}{c['bram']:>10g}  {d}")
+        lines.append(f"{'total':<10}{'':>7}{'':>14}{self.total_dsp:>10g}{self.total_bram:>10g}  "
+                     f"DSP {100 * self.dsp_utilisation:.1f}% of {p['dsp']}, "
+                     f"BRAM {100 * self.bram_utilisation:.1f}% of {p['bram18k']}")
+        if self.engine:
+            lines.append(f"engine {self.engine}: {self.evaluations:,} evaluations in {self.seconds:.2f} s")
+        return "\n".join(lines)
+
+
+def _num(x: torch.Tensor | float) -> int | float:
+    v = float(x)
+    return int(v) if v.is_integer() else v
