@@ -81,9 +81,15 @@ class Template(ABC):
     def layers_of(self, chunk: int) -> torch.Tensor:
         return torch.nonzero(self.layer_chunk == chunk).flatten()
 
+    block = 4096  # designs per vectorised call: larger batches are split (cache-friendly)
+
     def evaluate(self, vals: torch.Tensor, layers: bool = False) -> Evaluation:
         """Evaluate B full designs given as factor values (B, C, F) (``space.values(indices)``)."""
-        c = self.chunk_costs(vals, torch.arange(self.space.num_chunks), layers)
+        chunks = torch.arange(self.space.num_chunks)
+        parts = [self.chunk_costs(v, chunks, layers) for v in vals.split(self.block)]
+        c = parts[0] if len(parts) == 1 else ChunkCosts(
+            *(torch.cat([getattr(p, k) for p in parts]) for k in ("cycles", "dsp", "bram")),
+            torch.cat([p.layer_cycles for p in parts]) if layers else None)
         total_dsp, total_bram = c.dsp.sum(-1), c.bram.sum(-1)
         bottleneck = c.cycles.max(-1).values
         dsp_cap, bram_cap = self.budgets
