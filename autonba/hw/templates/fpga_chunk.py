@@ -79,60 +79,88 @@ class FpgaChunk(Template):
     def layer_terms(self, d: torch.Tensor, li: torch.Tensor) -> dict[str, torch.Tensor]:
         """Costs of layers ``li`` (U,) on designs d (..., U, F): cycles, DSP, the three buffers' BRAM,
         multipliers and DRAM bytes. The formulas of docs/cost_models.md, in one place."""
-        t, bank_bits, max_ports = self.t, float(self.platform.bram_bits), self.options.max_ports
+        dw = self.t.dw[li]
+        if bool(dw.all()) or not bool(dw.any()):
+            x = (self._depthwise if bool(dw.all()) else self._standard)(d, li)
+        else:  # cost each kind on its own layers only, then put them back in order
+            si, di = torch.nonzero(~dw).flatten(), torch.nonzero(dw).flatten()
+            a, b = self._standard(d[..., si, :], li[si]), self._depthwise(d[..., di, :], li[di])
+            axis = d.dim() - 2                                              # the layer axis
+            x = {k: torch.empty(d.shape[:-1] + a[k].shape[axis + 1:], dtype=torch.float64)
+                 .index_copy_(axis, si, a[k]).index_copy_(axis, di, b[k]) for k in a}
+        q = self.t.q[li]
+        dram_bytes = x.pop("elems") * q / 8
+        x["cycles"] = torch.maximum(x["cycles"], dram_bytes / self.platform.dram_bytes_per_cycle)
+        x["dsp"] = torch.ceil(x["mults"] / self._macs_per_dsp[li])
+        x["dram_bytes"] = dram_bytes
+        return x
 
-        def _ports(x):
-            return x.clamp(2, max_ports)
-
+    def _tiles(self, d: torch.Tensor, li: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What both layer kinds share: effective tiles, trip counts, tile halos, port terms."""
+        t, max_ports = self.t, self.options.max_ports
         c, Trb, Tcb, Tmb, Tnb, Tr, Tc, Tm, Tn = d.unbind(-1)
-        N, M, g, OH, OW = t.N[li], t.M[li], t.groups[li], t.OH[li], t.OW[li]
-        K, S, q, dw, pad = t.K[li], t.S[li], t.q[li], t.dw[li], self._pad[li]
-        s, K2 = q / 16, t.K[li] ** 2
-        m0, m1, m2 = c == 0, c == 1, c == 2
-        eRb, eCb = torch.minimum(Trb, OH), torch.minimum(Tcb, OW)
-        eMb, eNb = torch.minimum(Tmb, M), torch.minimum(Tnb, N)
-        trips = torch.ceil(OH / Trb) * torch.ceil(OW / Tcb) * torch.ceil(M / Tmb)
-        tN = torch.ceil(N / Tnb)
-        tri = torch.minimum((eRb - 1) * S + K, t.IH[li] + pad)
-        tci = torch.minimum((eCb - 1) * S + K, t.IW[li] + pad)
-        cm, cn, cr = torch.ceil(eMb / Tm), torch.ceil(eNb / Tn), torch.ceil(eRb / Tr)
+        OH, OW, K, S, q = t.OH[li], t.OW[li], t.K[li], t.S[li], t.q[li]
+        eRb, eCb, eMb = torch.minimum(Trb, OH), torch.minimum(Tcb, OW), torch.minimum(Tmb, t.M[li])
+        cm, cr = torch.ceil(eMb / Tm), torch.ceil(eRb / Tr)
         tile_out = eMb * eRb * eCb
-        wr_m = (torch.ceil(tile_out / _ports(Tm)) + eRb * eCb * cm) * s
-        wr_r = (torch.ceil(tile_out / _ports(Tr)) + eCb * eMb * cr) * s
+        s = q / 16
+        return dict(c=c, Tnb=Tnb, Tr=Tr, Tm=Tm, Tn=Tn, K=K, K2=K * K, s=s, q=q, eRb=eRb, eCb=eCb, eMb=eMb,
+                    cm=cm, cr=cr, tile_out=tile_out,
+                    trips=torch.ceil(OH / Trb) * torch.ceil(OW / Tcb) * torch.ceil(t.M[li] / Tmb),
+                    tri=torch.minimum((eRb - 1) * S + K, t.IH[li] + self._pad[li]),
+                    tci=torch.minimum((eCb - 1) * S + K, t.IW[li] + self._pad[li]),
+                    wr_m=(torch.ceil(tile_out / Tm.clamp(2, max_ports)) + eRb * eCb * cm) * s,
+                    wr_r=(torch.ceil(tile_out / Tr.clamp(2, max_ports)) + eCb * eMb * cr) * s,
+                    bank=float(self.platform.bram_bits))
 
-        def banks(x):
-            return torch.ceil(x * q / bank_bits)
+    def _standard(self, d: torch.Tensor, li: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Standard and grouped convs (g sequential slices of N -> M channels)."""
+        x, t, P = self._tiles(d, li), self.t, self.options.max_ports
+        c, Tr, Tm, Tn, K, K2, s, q = (x[k] for k in ("c", "Tr", "Tm", "Tn", "K", "K2", "s", "q"))
+        eRb, eCb, eMb, cm, cr, tri, tci = (x[k] for k in ("eRb", "eCb", "eMb", "cm", "cr", "tri", "tci"))
+        N, g = t.N[li], t.groups[li]
+        eNb = torch.minimum(x["Tnb"], N)
+        cn, tN = torch.ceil(eNb / Tn), torch.ceil(N / x["Tnb"])
+        m0, m1, m2 = c == 0, c == 1, c == 2
 
-        # standard (and grouped: g sequential slices of N -> M) convolution
+        def banks(v):
+            return torch.ceil(v * q / x["bank"])
+
         mults = torch.where(m0, Tm, torch.where(m1, Tm * Tn, Tr))
         comp = torch.where(m0, eRb * eCb * K2 * eNb * cm,
                            torch.where(m1, eRb * eCb * K2 * cm * cn, cr * eCb * eMb * eNb * K2))
-        rd_if = torch.ceil(eNb * tri * tci / torch.where(m2, _ports(tri), _ports(Tn))) * s
-        rd_w = torch.where(m2, eMb * eNb * K * s, torch.ceil(eMb * eNb * K2 / _ports(Tm)) * s)
-        std_cyc = g * trips * (torch.where(m2, wr_r, wr_m) + tN * (torch.maximum(comp, rd_if) + rd_w))
-        std_elems = g * trips * (tN * (eNb * tri * tci + eMb * eNb * K2) + tile_out)
-        std_bram = torch.stack([
+        rd_if = torch.ceil(eNb * tri * tci / torch.where(m2, tri, Tn).clamp(2, P)) * s
+        rd_w = torch.where(m2, eMb * eNb * K * s, torch.ceil(eMb * eNb * K2 / Tm.clamp(2, P)) * s)
+        trips = g * x["trips"]
+        cycles = trips * (torch.where(m2, x["wr_r"], x["wr_m"]) + tN * (torch.maximum(comp, rd_if) + rd_w))
+        elems = trips * (tN * (eNb * tri * tci + eMb * eNb * K2) + x["tile_out"])
+        bram = torch.stack([
             torch.where(m2, 2 * tri * banks(tci * eNb), 2 * Tn * banks(tri * tci * cn)),
             torch.where(m2, Tr * banks(eCb * eMb * cr), Tm * banks(eRb * eCb * cm)),
             torch.where(m2, K * banks(K * eMb * eNb), torch.where(m1, Tm * Tn * banks(cm * cn * K2),
                                                                   Tm * banks(cm * eNb * K2)))], -1)
-        # depthwise convolution (modes 0 and 1)
-        dmults = torch.where(m0, Tm, Tr)
-        dcomp = torch.where(m0, eRb * eCb * K2 * cm, cr * eCb * eMb * K2)
-        drd_if = torch.ceil(eMb * tri * tci / _ports(Tm)) * s
-        drd_w = torch.where(m1, eMb * K * s, torch.ceil(eMb * K2 / _ports(Tm)) * s)
-        dw_cyc = trips * (torch.maximum(dcomp, drd_if) + drd_w + torch.where(m1, wr_r, wr_m))
-        dw_elems = trips * (eMb * tri * tci + eMb * K2 + tile_out)
-        dw_bram = torch.stack([
+        return dict(cycles=cycles, mults=mults, elems=elems, bram=bram)
+
+    def _depthwise(self, d: torch.Tensor, li: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Depthwise convs (modes 0 and 1)."""
+        x, P = self._tiles(d, li), self.options.max_ports
+        c, Tr, Tm, K, K2, s, q = (x[k] for k in ("c", "Tr", "Tm", "K", "K2", "s", "q"))
+        eRb, eCb, eMb, cm, cr, tri, tci = (x[k] for k in ("eRb", "eCb", "eMb", "cm", "cr", "tri", "tci"))
+        m0, m1 = c == 0, c == 1
+
+        def banks(v):
+            return torch.ceil(v * q / x["bank"])
+
+        comp = torch.where(m0, eRb * eCb * K2 * cm, cr * eCb * eMb * K2)
+        rd_if = torch.ceil(eMb * tri * tci / Tm.clamp(2, P)) * s
+        rd_w = torch.where(m1, eMb * K * s, torch.ceil(eMb * K2 / Tm.clamp(2, P)) * s)
+        cycles = x["trips"] * (torch.maximum(comp, rd_if) + rd_w + torch.where(m1, x["wr_r"], x["wr_m"]))
+        elems = x["trips"] * (eMb * tri * tci + eMb * K2 + x["tile_out"])
+        bram = torch.stack([
             torch.where(m0, 2 * Tm * banks(tri * tci * cm), 2 * tri * banks(tci * eMb)),
             torch.where(m0, Tm * banks(eRb * eCb * cm), Tr * banks(eCb * eMb * cr)),
             torch.where(m0, Tm * banks(cm * K2), K * banks(K * eMb))], -1)
-
-        mults = torch.where(dw, dmults, mults)
-        dram_bytes = torch.where(dw, dw_elems, std_elems) * q / 8
-        cycles = torch.maximum(torch.where(dw, dw_cyc, std_cyc), dram_bytes / self.platform.dram_bytes_per_cycle)
-        return dict(cycles=cycles, dsp=torch.ceil(mults / self._macs_per_dsp[li]),
-                    bram=torch.where(dw.unsqueeze(-1), dw_bram, std_bram), mults=mults, dram_bytes=dram_bytes)
+        return dict(cycles=cycles, mults=torch.where(m0, Tm, Tr), elems=elems, bram=bram)
 
     def chunk_costs(self, vals: torch.Tensor, chunks: torch.Tensor, layers: bool = False) -> ChunkCosts:
         cls, count = self._classes(tuple(chunks.tolist()))
