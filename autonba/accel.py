@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from autonba.config import validate
+from autonba.config import format_validation_error, validate
 from autonba.errors import AutonbaError
 from autonba.hw.engines import ENGINES
 from autonba.hw.platform import load_platform
@@ -68,16 +68,11 @@ class AccelConfig(BaseModel):
 
 def build_template(cfg: AccelConfig, workload: Workload | None = None) -> Template:
     cls = TEMPLATES.get(cfg.template)
+    workload = workload or cfg.workload.load()
     try:
-        return cls(workload or cfg.workload.load(), load_platform(cfg.resolved_platform()), **cfg.template_options)
-    except TypeError as e:
-        raise AutonbaError(f"template '{cfg.template}' options: {e}") from None
-    except Exception as e:  # pydantic errors of the template's options
-        from pydantic import ValidationError
-        if isinstance(e, ValidationError):
-            from autonba.config import format_validation_error
-            raise AutonbaError(f"template '{cfg.template}' options: {format_validation_error(e)}") from None
-        raise
+        return cls(workload, load_platform(cfg.resolved_platform()), **cfg.template_options)
+    except ValidationError as e:  # the template's own options model
+        raise AutonbaError(f"template '{cfg.template}' options: {format_validation_error(e)}") from None
 
 
 def _config(**kw: Any) -> AccelConfig:

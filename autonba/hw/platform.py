@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autonba.config import format_validation_error
 from autonba.errors import AutonbaError
 
 _SHIPPED = Path(__file__).parent / "platforms"
@@ -59,5 +60,4 @@ def load_platform(name_or_path: str | Path) -> Platform:
     except yaml.YAMLError as e:
         raise AutonbaError(f"platform file {path} is not valid YAML: {e}") from None
     except ValidationError as e:
-        from autonba.config import format_validation_error
         raise AutonbaError(f"platform file {path}: {format_validation_error(e)}") from None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from autonba.config import format_validation_error
 from autonba.errors import AutonbaError
 from autonba.hw.network import layers_from_arch
 from autonba.hw.workload import Workload, read_json
@@ -48,5 +49,4 @@ class Arch(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            from autonba.config import format_validation_error
             raise AutonbaError(f"arch file {path}: {format_validation_error(e)}") from None

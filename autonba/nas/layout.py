@@ -51,20 +51,14 @@ class Layout(_Strict):
         return plan
 
 
-REFERENCE_CIFAR = Layout(
-    input_size=32,
-    num_classes=10,
-    stem=Stem(channels=16, stride=1),
-    stages=[Stage(blocks=b, channels=c, stride=s) for b, c, s in zip(
-        [1, 4, 4, 4, 4, 4, 1], [16, 24, 32, 64, 112, 184, 352], [1, 1, 2, 2, 1, 2, 1])],
-    head_channels=1504,
-)
+def reference_layout(input_size: int, num_classes: int, stem_stride: int, strides: list[int],
+                     head_channels: int) -> Layout:
+    """The FBNet-like reference layout: 22 searchable blocks in stages [1, 4, 4, 4, 4, 4, 1]."""
+    return Layout(input_size=input_size, num_classes=num_classes, stem=Stem(channels=16, stride=stem_stride),
+                  stages=[Stage(blocks=b, channels=c, stride=s) for b, c, s in zip(
+                      [1, 4, 4, 4, 4, 4, 1], [16, 24, 32, 64, 112, 184, 352], strides)],
+                  head_channels=head_channels)
 
-REFERENCE_IMAGENET = Layout(
-    input_size=224,
-    num_classes=1000,
-    stem=Stem(channels=16, stride=2),
-    stages=[Stage(blocks=b, channels=c, stride=s) for b, c, s in zip(
-        [1, 4, 4, 4, 4, 4, 1], [16, 24, 32, 64, 112, 184, 352], [1, 2, 2, 2, 1, 2, 1])],
-    head_channels=1984,
-)
+
+REFERENCE_CIFAR = reference_layout(32, 10, 1, [1, 1, 2, 2, 1, 2, 1], 1504)
+REFERENCE_IMAGENET = reference_layout(224, 1000, 2, [1, 2, 2, 2, 1, 2, 1], 1984)

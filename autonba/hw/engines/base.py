@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from autonba.config import format_validation_error
 from autonba.errors import AutonbaError
 from autonba.hw.space import DesignSpace
 from autonba.hw.templates.base import Template
@@ -55,7 +56,6 @@ class Engine(ABC):
         try:
             self.options = self.Options(**options)
         except ValidationError as e:
-            from autonba.config import format_validation_error
             raise AutonbaError(f"engine '{self.name}' options: {format_validation_error(e)}; "
                                f"allowed options: {', '.join(self.Options.model_fields)}") from None
         self.generator = torch.Generator().manual_seed(seed)

@@ -46,7 +46,7 @@ class DasOptions(EngineOptions):
 class Das(Engine):
     name = "das"
     Options = DasOptions
-    default_budget = 25_600
+    default_budget = 20_480
 
     def _run(self) -> Outcome:
         o, t, sp = self.options, self.template, self.space
