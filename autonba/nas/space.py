@@ -1,0 +1,60 @@
+"""Search spaces as data: a stage layout, the candidate operations and the bitwidth choices."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from autonba.config import format_validation_error
+from autonba.errors import AutonbaError
+from autonba.nas.layout import Layout
+from autonba.nas.ops import OPS
+
+_SHIPPED = Path(__file__).parent / "spaces"
+
+
+class SearchSpace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    layout: Layout
+    ops: list[str] = Field(default_factory=lambda: ["k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1",
+                                                    "k5_e1_g2", "k5_e3", "k5_e6", "skip"])
+    bits: list[int] = [4, 6, 8]
+
+    @field_validator("ops")
+    @classmethod
+    def _known_ops(cls, v: list[str]) -> list[str]:
+        unknown = [o for o in v if o not in OPS]
+        if unknown or not v or len(set(v)) != len(v):
+            raise ValueError(f"ops must be distinct known operations; unknown: {unknown}; "
+                             f"allowed: {', '.join(OPS.names())}")
+        return v
+
+    @field_validator("bits")
+    @classmethod
+    def _bits(cls, v: list[int]) -> list[int]:
+        if not v or len(set(v)) != len(v) or any(not 2 <= b <= 32 for b in v):
+            raise ValueError("bits must be distinct integers in 2..32 (32 = unquantised)")
+        return sorted(v)
+
+
+def shipped_spaces() -> list[str]:
+    return sorted(p.stem for p in _SHIPPED.glob("*.yaml"))
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """A shipped space by name (``cifar``, ``imagenet``, ``small``) or a YAML file by path."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        path = _SHIPPED / f"{name_or_path}.yaml"
+        if not path.exists():
+            raise AutonbaError(f"unknown search space '{name_or_path}'; allowed: {', '.join(shipped_spaces())} "
+                               "or a path to a search-space YAML file")
+    if not path.is_file():
+        raise AutonbaError(f"search-space file not found: {path}")
+    try:
+        return SearchSpace.model_validate(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as e:
+        raise AutonbaError(f"search-space file {path} is not valid YAML: {e}") from None
+    except ValidationError as e:
+        raise AutonbaError(f"search-space file {path}: {format_validation_error(e)}") from None
