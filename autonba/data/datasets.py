@@ -1,0 +1,266 @@
+"""Datasets: scikit-learn's bundled ``digits``, ``cifar10`` / ``cifar100`` (python-pickle layout),
+``imagefolder`` (a folder or a .zip with ``train/<class>/*`` and ``test/<class>/*``, decoded lazily)
+and ``synthetic`` (for tests). Nothing is downloaded.
+
+Every dataset yields float tensors (C, H, W) at the configured input size, normalised per channel
+with statistics of its training split, and integer labels. The test split is only for reporting:
+the search splits the training data into a weight part and an architecture part
+(``search_split``), retraining holds out a validation part (``train_val_split``).
+"""
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import Dataset, Subset
+
+from autonba.errors import AutonbaError
+from autonba.registry import Registry
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "digits"
+    path: str | None = Field(None, description="folder or file of cifar10 / cifar100 / imagefolder")
+    input_size: int = Field(16, gt=0)
+    train_subset: int | None = Field(None, gt=0, description="use only this many training images (seeded)")
+    test_subset: int | None = Field(None, gt=0)
+    arch_fraction: float = Field(0.5, gt=0, lt=1, description="share of the training data for architecture steps")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="share held out for model selection in retraining")
+    augment: bool = Field(True, description="random crop and flip on training images (not for digits)")
+    seed: int = 0
+    # synthetic
+    classes: int = Field(10, gt=1)
+    channels: int = Field(3, gt=0)
+    samples: int = Field(512, gt=1)
+
+
+@dataclass
+class DataSplits:
+    train: Dataset
+    test: Dataset
+    num_classes: int
+    channels: int
+    input_size: int
+
+
+DATASETS: Registry[Callable[[DataConfig], DataSplits]] = Registry("dataset")
+
+
+def load_data(cfg: DataConfig) -> DataSplits:
+    splits = DATASETS.get(cfg.name)(cfg)
+    g = torch.Generator().manual_seed(cfg.seed)
+    if cfg.train_subset and cfg.train_subset < len(splits.train):
+        splits.train = Subset(splits.train, torch.randperm(len(splits.train), generator=g)[:cfg.train_subset].tolist())
+    if cfg.test_subset and cfg.test_subset < len(splits.test):
+        splits.test = Subset(splits.test, torch.randperm(len(splits.test), generator=g)[:cfg.test_subset].tolist())
+    return splits
+
+
+def _split(ds: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
+    n = len(ds)
+    k = max(1, min(n - 1, round(n * fraction)))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return Subset(ds, perm[k:]), Subset(ds, perm[:k])
+
+
+def search_split(splits: DataSplits, cfg: DataConfig) -> tuple[Subset, Subset]:
+    """(weight part, architecture part) of the training data; the test split is never touched."""
+    return _split(splits.train, cfg.arch_fraction, cfg.seed + 1)
+
+
+def train_val_split(splits: DataSplits, cfg: DataConfig) -> tuple[Subset, Subset]:
+    """(training part, validation part) for retraining with model selection on validation."""
+    return _split(splits.train, cfg.val_fraction, cfg.seed + 2)
+
+
+# ---- tensors in memory ------------------------------------------------------------------------------
+class TensorImages(Dataset):
+    """Images (N, C, H, W) in [0, 1] with labels; resized once, normalised, optionally augmented."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, size: int, mean: torch.Tensor,
+                 std: torch.Tensor, augment: bool = False):
+        if images.shape[-1] != size or images.shape[-2] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        self.x = (images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+        self.y = labels.long()
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        x = self.x[i]
+        if self.augment:
+            x = _crop_flip(x)
+        return x, self.y[i]
+
+
+def _crop_flip(x: torch.Tensor, pad: int = None) -> torch.Tensor:
+    """Random crop with zero padding (1/8 of the size) and a random horizontal flip."""
+    size = x.shape[-1]
+    pad = max(1, size // 8) if pad is None else pad
+    xp = F.pad(x, (pad, pad, pad, pad))
+    i, j = torch.randint(0, 2 * pad + 1, (2,)).tolist()
+    x = xp[:, i:i + size, j:j + size]
+    return x.flip(-1) if torch.rand(()) < 0.5 else x
+
+
+def _stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return images.mean((0, 2, 3)), images.std((0, 2, 3)).clamp(min=1e-6)
+
+
+@DATASETS.register("digits")
+def digits(cfg: DataConfig) -> DataSplits:
+    """scikit-learn's bundled 8x8 digits (1,797 images), resized; a fixed 80/20 train/test split by seed."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(d.target)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg.seed))
+    n_test = len(y) // 5
+    te, tr = perm[:n_test], perm[n_test:]
+    mean, std = _stats(x[tr])
+    return DataSplits(TensorImages(x[tr], y[tr], cfg.input_size, mean, std),
+                      TensorImages(x[te], y[te], cfg.input_size, mean, std), 10, 1, cfg.input_size)
+
+
+@DATASETS.register("synthetic")
+def synthetic(cfg: DataConfig) -> DataSplits:
+    """Learnable random data: one smooth template per class plus noise (for tests and benchmarks)."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    s = cfg.input_size
+    templates = F.interpolate(torch.rand(cfg.classes, cfg.channels, 4, 4, generator=g), size=(s, s), mode="bilinear")
+    y = torch.randint(0, cfg.classes, (cfg.samples,), generator=g)
+    x = (templates[y] + 0.3 * torch.randn(cfg.samples, cfg.channels, s, s, generator=g)).clamp(0, 1)
+    n_test = max(1, cfg.samples // 5)
+    mean, std = _stats(x[n_test:])
+    return DataSplits(TensorImages(x[n_test:], y[n_test:], s, mean, std),
+                      TensorImages(x[:n_test], y[:n_test], s, mean, std), cfg.classes, cfg.channels, s)
+
+
+def _cifar(cfg: DataConfig, classes: int) -> DataSplits:
+    if not cfg.path:
+        raise AutonbaError(f"dataset cifar{classes} needs data.path: the folder of the python-pickle "
+                           f"release ({'cifar-10-batches-py' if classes == 10 else 'cifar-100-python'})")
+    root = Path(cfg.path)
+    sub = root / ("cifar-10-batches-py" if classes == 10 else "cifar-100-python")
+    root = sub if sub.is_dir() else root
+    names = ([f"data_batch_{i}" for i in range(1, 6)], ["test_batch"]) if classes == 10 else (["train"], ["test"])
+    key = b"labels" if classes == 10 else b"fine_labels"
+    missing = [n for n in names[0] + names[1] if not (root / n).is_file()]
+    if missing:
+        raise AutonbaError(f"dataset cifar{classes}: {root} lacks {', '.join(missing)} (expected the python-pickle "
+                           f"layout: {', '.join(names[0] + names[1])})")
+
+    def read(files):
+        xs, ys = [], []
+        for n in files:
+            try:
+                with open(root / n, "rb") as f:
+                    d = pickle.load(f, encoding="bytes")
+                xs.append(torch.as_tensor(d[b"data"]).view(-1, 3, 32, 32))
+                ys.append(torch.as_tensor(d[key]))
+            except (pickle.UnpicklingError, KeyError, EOFError, RuntimeError, ValueError) as e:
+                raise AutonbaError(f"dataset cifar{classes}: {root / n} is not a CIFAR pickle batch ({e})") from None
+        return torch.cat(xs).float() / 255.0, torch.cat(ys)
+
+    xtr, ytr = read(names[0])
+    xte, yte = read(names[1])
+    mean, std = _stats(xtr[:5000])
+    return DataSplits(TensorImages(xtr, ytr, cfg.input_size, mean, std, cfg.augment),
+                      TensorImages(xte, yte, cfg.input_size, mean, std), classes, 3, cfg.input_size)
+
+
+DATASETS.register("cifar10", lambda cfg: _cifar(cfg, 10))
+DATASETS.register("cifar100", lambda cfg: _cifar(cfg, 100))
+
+
+# ---- image folders (a directory or a .zip), decoded lazily ------------------------------------------
+_IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class FolderImages(Dataset):
+    """Images listed by (archive member or file path, label); each worker opens its own zip handle."""
+
+    def __init__(self, source: Path, items: list[tuple[str, int]], size: int, mean, std, augment: bool):
+        self.source, self.items, self.size = source, items, size
+        self.mean, self.std, self.augment = mean, std, augment
+        self._zip: zipfile.ZipFile | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_zip": None}
+
+    def raw(self, i: int) -> torch.Tensor:
+        from PIL import Image
+        name, _ = self.items[i]
+        if self.source.suffix == ".zip":
+            if self._zip is None:
+                self._zip = zipfile.ZipFile(self.source)
+            data = self._zip.read(name)
+        else:
+            data = (self.source / name).read_bytes()
+        img = Image.open(io.BytesIO(data)).convert("RGB").resize((self.size, self.size), Image.BILINEAR)
+        return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(self.size, self.size, 3) \
+            .permute(2, 0, 1).float() / 255.0
+
+    def __getitem__(self, i: int):
+        x = (self.raw(i) - self.mean.view(-1, 1, 1)) / self.std.view(-1, 1, 1)
+        if self.augment:
+            x = _crop_flip(x)
+        return x, self.items[i][1]
+
+
+@DATASETS.register("imagefolder")
+def imagefolder(cfg: DataConfig) -> DataSplits:
+    if not cfg.path:
+        raise AutonbaError("dataset imagefolder needs data.path: a folder or .zip holding train/<class>/* "
+                           "and test/<class>/*")
+    src = Path(cfg.path)
+    if not src.exists():
+        raise AutonbaError(f"dataset imagefolder: {src} does not exist (expected a folder or .zip holding "
+                           "train/<class>/* and test/<class>/*)")
+    if src.suffix == ".zip":
+        try:
+            with zipfile.ZipFile(src) as z:
+                names = [n for n in z.namelist() if n.lower().endswith(_IMAGE_EXT)]
+        except zipfile.BadZipFile:
+            raise AutonbaError(f"dataset imagefolder: {src} is not a valid zip file") from None
+    elif src.is_dir():
+        names = [str(p.relative_to(src)) for p in src.rglob("*") if p.suffix.lower() in _IMAGE_EXT]
+    else:
+        raise AutonbaError(f"dataset imagefolder: {src} is neither a folder nor a .zip file")
+    split: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
+    for n in names:
+        parts = Path(n).parts
+        # accept one optional top-level folder (e.g. cifar10/train/cat/1.jpg)
+        for k in range(len(parts) - 2):
+            if parts[k] in split and len(parts) - k == 3:
+                split[parts[k]].append((n, parts[k + 1]))
+                break
+    if not split["train"] or not split["test"]:
+        raise AutonbaError(f"dataset imagefolder: {src} must hold images under train/<class>/ and test/<class>/ "
+                           f"(found {len(split['train'])} train and {len(split['test'])} test images)")
+    classes = sorted({c for _, c in split["train"]})
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({c for _, c in split["test"]} - set(classes))
+    if unknown:
+        raise AutonbaError(f"dataset imagefolder: test classes {unknown} have no training images")
+    items = {k: sorted((n, index[c]) for n, c in v) for k, v in split.items()}
+    probe = FolderImages(src, items["train"], cfg.input_size, torch.zeros(3), torch.ones(3), False)
+    g = torch.Generator().manual_seed(cfg.seed)
+    sample = torch.stack([probe.raw(i) for i in torch.randperm(len(probe), generator=g)[:256].tolist()])
+    mean, std = _stats(sample)
+    return DataSplits(FolderImages(src, items["train"], cfg.input_size, mean, std, cfg.augment),
+                      FolderImages(src, items["test"], cfg.input_size, mean, std, False),
+                      len(classes), 3, cfg.input_size)

@@ -1,0 +1,198 @@
+"""Quantisation, the supernet's sampling modes and their gradients, derivation."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autonba.errors import AutonbaError
+from autonba.nas.arch import Arch, BlockChoice
+from autonba.nas.derived import DerivedNet, count_macs
+from autonba.nas.modules import MBConv, QConv2d, QuantSpec
+from autonba.nas.quant import ActRange, mix_quant, quantize
+from autonba.nas.space import SearchSpace, load_space
+from autonba.nas.supernet import Supernet, _keep_mass
+
+
+def test_mix_quant_value_and_gradients_match_a_plain_chain():
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 6, 6)
+    lo, hi = x.amin() * 0.8, x.amax() * 0.8          # some elements clip
+    coef = torch.tensor([0.2, 0.5, 0.3], requires_grad=True)
+    xa = x.clone().requires_grad_(True)
+    y = mix_quant(xa, coef, (2, 4, 8), "act", lo, hi)
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    qs = [quantize(x, b, "act", lo, hi) for b in (2, 4, 8)]
+    assert torch.allclose(y.detach(), sum(c * q for c, (q, _) in zip(coef.detach(), qs)), atol=1e-6)
+    want_gx = sum(c * torch.where(m, g, torch.zeros_like(g)) for c, (_, m) in zip(coef.detach(), qs))
+    assert torch.allclose(xa.grad, want_gx, atol=1e-6)
+    assert torch.allclose(coef.grad, torch.stack([(g * q).sum() for q, _ in qs]), rtol=1e-5)
+
+
+def test_quantisation_levels_zero_range_and_full_precision():
+    w = torch.randn(8, 4, 3, 3)
+    q, _ = quantize(w, 4, "weight")
+    for c in range(8):
+        assert len(torch.unique(q[c])) <= 15
+    assert torch.equal(mix_quant(w, torch.ones(1), (32,), "weight"), w)
+    z = torch.zeros(2, 3, 4, 4)
+    assert not torch.isnan(mix_quant(z, torch.ones(1), (4,), "weight")).any()
+    assert not torch.isnan(mix_quant(z, torch.ones(1), (4,), "act", z.amin(), z.amax())).any()
+
+
+def test_activation_range_uses_ema_in_eval():
+    r = ActRange(momentum=0.5)
+    r.train()
+    r(torch.tensor([0.0, 2.0]))
+    r(torch.tensor([0.0, 4.0]))
+    assert float(r.hi) == 3.0
+    r.eval()
+    lo, hi = r(torch.tensor([0.0, 100.0]))
+    assert float(hi) == 3.0
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_space("small")
+
+
+def batch(space, n=4):
+    lay = space.layout
+    return torch.randn(n, lay.input_channels, lay.input_size, lay.input_size), torch.randint(0, 10, (n,))
+
+
+def step(net, kind, x, y, seed=0):
+    net.zero_grad(set_to_none=True)
+    s = net.sample(kind, 1.0, torch.Generator().manual_seed(seed))
+    F.cross_entropy(net(x, s), y).backward()
+    return s
+
+
+@pytest.mark.parametrize("mode", ["hetero", "hard", "multipath", "soft"])
+def test_weight_step_leaves_architecture_untouched(space, mode):
+    net = Supernet(space, mode)
+    x, y = batch(space)
+    s = step(net, "weight", x, y)
+    assert net.alpha.grad is None and net.beta.grad is None
+    if mode != "soft":  # only the executed operation's weights get gradients
+        for l, layer in enumerate(net.net.layers):
+            for o, op in enumerate(layer):
+                grads = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in op.parameters()]
+                if o == s.op[l]:
+                    assert not grads or any(grads)
+                else:
+                    assert not any(grads)
+
+
+@pytest.mark.parametrize("mode", ["hetero", "hard"])
+def test_arch_step_moves_exactly_k_alpha_logits_and_active_bits(space, mode):
+    net = Supernet(space, mode, top_k=2)
+    x, y = batch(space)
+    s = step(net, "arch", x, y, seed=3)
+    assert ((net.alpha.grad != 0).sum(1) == 2).all()
+    for l in range(space.layout.num_blocks):
+        nz = torch.nonzero(net.beta.grad[l]).tolist()
+        allowed = {(s.op[l], b) for b in s.active_bits[l]}
+        assert {tuple(i) for i in nz} <= allowed
+        # a layer whose chosen op holds a conv moves exactly its K active bitwidths
+        if any(True for _ in net.net.layers[l][s.op[l]].parameters()):
+            assert {tuple(i) for i in nz} == allowed
+
+
+def test_soft_arch_step_reaches_every_logit(space):
+    net = Supernet(space, "soft")
+    x, y = batch(space)
+    step(net, "arch", x, y)
+    assert (net.alpha.grad != 0).all()
+
+
+def test_hard_weight_step_runs_one_bitwidth_and_hetero_mixes_all(space):
+    g = torch.Generator().manual_seed(0)
+    hard = Supernet(space, "hard").sample("weight", 1.0, g)
+    assert all(len(p.quant[0].bits) == 1 for p in hard.paths)
+    het = Supernet(space, "hetero").sample("weight", 1.0, g)
+    assert all(p.quant[0].bits == tuple(space.bits) and not p.quant[0].coef.requires_grad for p in het.paths)
+
+
+def test_offset_keeps_the_active_mass():
+    logits = torch.tensor([0.5, -1.0, 2.0, 0.0])
+    before = logits.clone()
+    logits[[0, 2]] += torch.tensor([0.7, -0.3])    # what an optimiser step might do
+    _keep_mass(logits, before, [0, 2])
+    sm_b, sm_a = torch.softmax(before, 0), torch.softmax(logits, 0)
+    assert torch.isclose(sm_b[[0, 2]].sum(), sm_a[[0, 2]].sum(), atol=1e-6)
+    assert torch.allclose(sm_b[[1, 3]], sm_a[[1, 3]], atol=1e-6)
+
+
+def test_offset_after_an_arch_step(space):
+    net = Supernet(space, "hetero")
+    x, y = batch(space)
+    s = step(net, "arch", x, y)
+    a0, b0 = net.alpha.detach().clone(), net.beta.detach().clone()
+    with torch.no_grad():
+        net.alpha -= 0.5 * net.alpha.grad
+        net.beta -= 0.5 * net.beta.grad
+    net.offset_(s, a0, b0)
+    for l, ops in enumerate(s.active_ops):
+        assert torch.isclose(torch.softmax(net.alpha[l], 0)[ops].sum(), torch.softmax(a0[l], 0)[ops].sum(), atol=1e-5)
+
+
+def test_single_path_and_derivation(space):
+    net = Supernet(space)
+    with torch.no_grad():
+        net.alpha[:, 2] = 5.0
+        net.beta[:, 2, 1] = 5.0
+    arch = net.derive()
+    assert all(b.op == space.ops[2] and b.bits == space.bits[1] for b in arch.blocks)
+    s = net.sample("arch", 1.0, torch.Generator().manual_seed(0))
+    path = net.single_path(s)
+    assert len(path) == space.layout.num_blocks and all(op in space.ops and b in space.bits for op, b in path)
+
+
+@pytest.mark.parametrize("name", ["small", "cifar"])
+def test_derived_model_macs_equal_the_workload_macs(name):
+    sp = load_space(name)
+    lay = sp.layout
+    ops = (sp.ops * 4)[:lay.num_blocks]
+    arch = Arch(layout=lay, blocks=[BlockChoice(op=o, bits=sp.bits[i % len(sp.bits)]) for i, o in enumerate(ops)])
+    model = DerivedNet(arch)
+    x = torch.randn(1, lay.input_channels, lay.input_size, lay.input_size)
+    assert count_macs(model, x) == arch.workload().macs
+    assert model(x).shape == (1, lay.num_classes)
+
+
+def test_derived_model_uses_the_chosen_bitwidths():
+    sp = load_space("small")
+    arch = Arch(layout=sp.layout, blocks=[BlockChoice(op="k3_e3", bits=2)] * sp.layout.num_blocks)
+    m = DerivedNet(arch)
+    m.eval()
+    seen = []
+    conv = m.net.layers[0][0].dw
+    conv.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    x = torch.randn(2, 1, 16, 16)
+    m.train()
+    m(x)
+    # the 2-bit weights of the conv have at most 3 levels per output channel
+    q, _ = quantize(conv.weight.detach(), 2, "weight")
+    assert all(len(torch.unique(q[c])) <= 3 for c in range(q.shape[0]))
+    assert m.paths[0].quant[0].bits == (2,)
+
+
+def test_space_validation_errors(tmp_path):
+    with pytest.raises(AutonbaError, match="unknown search space"):
+        load_space("nope")
+    p = tmp_path / "s.yaml"
+    p.write_text("layout: {stages: [{blocks: 1, channels: 8}]}\nops: [k3_e1, k9]\n")
+    with pytest.raises(AutonbaError, match="allowed: k3_e1"):
+        load_space(str(p))
+    p.write_text("layout: {stages: [{blocks: 1, channels: 8}]}\nbits: [1, 4]\n")
+    with pytest.raises(AutonbaError, match="bits must be"):
+        load_space(str(p))
+    with pytest.raises(AutonbaError, match="unknown sampling mode"):
+        Supernet(SearchSpace(layout={"stages": [{"blocks": 1, "channels": 8}]}), "bogus")
+
+
+def test_shipped_spaces():
+    cifar = load_space("cifar")
+    assert cifar.layout.num_blocks == 22 and cifar.layout.head_channels == 1504
+    assert [s.channels for s in cifar.layout.stages] == [16, 24, 32, 64, 112, 184, 352]
+    assert load_space("imagenet").layout.stem.stride == 2
