@@ -24,18 +24,19 @@ def format_validation_error(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """A YAML file holding a mapping (empty file: {}), with clear errors."""
     p = Path(path)
     if not p.is_file():
-        raise AutonbaError(f"config file not found: {p}")
+        raise AutonbaError(f"{what} file not found: {p}")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise AutonbaError(f"config file {p} is not valid YAML: {e}") from None
+        raise AutonbaError(f"{what} file {p} is not valid YAML: {e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise AutonbaError(f"config file {p} must hold a mapping at the top level, got {type(data).__name__}")
+        raise AutonbaError(f"{what} file {p} must hold a mapping at the top level, got {type(data).__name__}")
     return data
 
 
@@ -69,3 +70,14 @@ def validate(model: type[M], data: Any, where: str = "config") -> M:
 
 def dump_yaml(model: BaseModel, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False))
+
+
+def load_model_yaml(name_or_path: str | Path, shipped: Path, model: type[M], what: str) -> M:
+    """A shipped YAML by name (``shipped/<name>.yaml``) or any YAML file by path, validated as ``model``."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        path = shipped / f"{name_or_path}.yaml"
+        if not path.exists():
+            names = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
+            raise AutonbaError(f"unknown {what} '{name_or_path}'; allowed: {names} or a path to a {what} YAML file")
+    return validate(model, load_yaml(path, what), f"{what} file {path}")

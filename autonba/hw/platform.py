@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from autonba.config import format_validation_error
-from autonba.errors import AutonbaError
+from autonba.config import load_model_yaml
 
 _SHIPPED = Path(__file__).parent / "platforms"
 
@@ -46,18 +44,4 @@ def shipped_platforms() -> list[str]:
 
 def load_platform(name_or_path: str | Path) -> Platform:
     """A shipped platform by name (``zc706``) or a YAML file by path."""
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") or path.exists()):
-        path = _SHIPPED / f"{name_or_path}.yaml"
-        if not path.exists():
-            raise AutonbaError(f"unknown platform '{name_or_path}'; allowed: {', '.join(shipped_platforms())} "
-                               "or a path to a platform YAML file")
-    if not path.is_file():
-        raise AutonbaError(f"platform file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-        return Platform.model_validate(data)
-    except yaml.YAMLError as e:
-        raise AutonbaError(f"platform file {path} is not valid YAML: {e}") from None
-    except ValidationError as e:
-        raise AutonbaError(f"platform file {path}: {format_validation_error(e)}") from None
+    return load_model_yaml(name_or_path, _SHIPPED, Platform, "platform")

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from autonba.config import format_validation_error
-from autonba.errors import AutonbaError
+from autonba.config import load_model_yaml
 from autonba.nas.layout import Layout
 from autonba.nas.ops import OPS
 
@@ -44,17 +42,4 @@ def shipped_spaces() -> list[str]:
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
     """A shipped space by name (``cifar``, ``imagenet``, ``small``) or a YAML file by path."""
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") or path.exists()):
-        path = _SHIPPED / f"{name_or_path}.yaml"
-        if not path.exists():
-            raise AutonbaError(f"unknown search space '{name_or_path}'; allowed: {', '.join(shipped_spaces())} "
-                               "or a path to a search-space YAML file")
-    if not path.is_file():
-        raise AutonbaError(f"search-space file not found: {path}")
-    try:
-        return SearchSpace.model_validate(yaml.safe_load(path.read_text()))
-    except yaml.YAMLError as e:
-        raise AutonbaError(f"search-space file {path} is not valid YAML: {e}") from None
-    except ValidationError as e:
-        raise AutonbaError(f"search-space file {path}: {format_validation_error(e)}") from None
+    return load_model_yaml(name_or_path, _SHIPPED, SearchSpace, "search space")
