@@ -36,19 +36,14 @@ class AccelResult:
     @classmethod
     def from_design(cls, template: Template, vals: torch.Tensor, **search: Any) -> "AccelResult":
         """The full report of one design (factor values (C, F)) on a template."""
-        ev = template.evaluate(vals.unsqueeze(0), layers=True)
+        ev = template.evaluate(vals.unsqueeze(0))
         p = template.platform
         design = template.space.to_dicts(vals.unsqueeze(0))[0]
         counts = torch.bincount(template.layer_chunk, minlength=len(template.chunk_names)).tolist()
         chunks = {c: {"design": design[c], "layers": counts[i], "cycles": _num(ev.chunk_cycles[0, i]),
                       "dsp": _num(ev.chunk_dsp[0, i]), "bram": _num(ev.chunk_bram[0, i])}
                   for i, c in enumerate(template.chunk_names)}
-        if hasattr(template, "layer_report"):
-            layers = template.layer_report(vals)
-        else:
-            layers = [{"name": l.name, "chunk": template.chunk_names[int(template.layer_chunk[i])],
-                       "cycles": _num(ev.layer_cycles[0, i]), "macs": l.macs}
-                      for i, l in enumerate(template.workload.layers)]
+        layers = template.layer_report(vals)
         return cls(template=template.name,
                    platform={"name": p.name, "dsp": p.dsp, "bram18k": p.bram18k, "clock_mhz": p.clock_mhz},
                    workload=template.workload.name, feasible=bool(ev.feasible[0]), fps=float(ev.fps[0]),

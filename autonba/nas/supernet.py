@@ -93,34 +93,32 @@ class Supernet(nn.Module):
                 p = torch.softmax((alpha + ga[l]) / temperature, -1)
                 quant = [self._soft_bits(beta[o], gb[l, o], temperature, bits, False) for o in range(len(p))]
                 paths.append(LayerPath(list(range(len(p))), p, quant))
-                chosen = rank[0]
-                b = int(torch.argmax(beta[chosen].detach() + gb[l, chosen]))
-                ops_out.append(chosen), bits_out.append(b), act_ops.append([]), act_bits.append([])
+                ops_out.append(rank[0])
+                bits_out.append(int(torch.argmax(beta[rank[0]].detach() + gb[l, rank[0]])))
+                act_ops.append([])
+                act_bits.append([])
                 continue
-            if arch:
-                active = rank[:self.top_k]
-                coef = ste_coef(alpha[active])
-            else:
-                active, coef = rank[:1], None
-            quant, chosen_bits = [], None
-            for o in active:
-                if self.mode == "multipath" or (self.mode == "hetero" and not arch):
-                    q = self._soft_bits(beta[o], gb[l, o], temperature, bits, self.mode == "multipath")
-                    b = int(torch.argmax(q.coef.detach()))
-                    act_b = []
-                else:
-                    brank = torch.argsort(beta[o].detach() + gb[l, o], descending=True).tolist()
-                    act_b = brank[:self.top_k] if arch else brank[:1]
-                    q = QuantSpec(tuple(bits[j] for j in act_b),
-                                  ste_coef(beta[o][act_b]) if arch else torch.ones(1))
-                    b = act_b[0]
-                quant.append(q)
-                if chosen_bits is None:
-                    chosen_bits, first_active_bits = b, act_b
-            paths.append(LayerPath(active, coef, quant))
-            ops_out.append(active[0]), bits_out.append(chosen_bits)
-            act_ops.append(active if arch else []), act_bits.append(first_active_bits if arch else [])
+            active = rank[:self.top_k] if arch else rank[:1]
+            coef = ste_coef(alpha[active]) if arch else None
+            chosen = [self._bits(beta[o], gb[l, o], temperature, arch) for o in active]
+            paths.append(LayerPath(active, coef, [q for q, _, _ in chosen]))
+            ops_out.append(active[0])
+            bits_out.append(chosen[0][1])
+            act_ops.append(active if arch else [])
+            act_bits.append(chosen[0][2] if arch else [])
         return Sample(paths, ops_out, bits_out, act_ops, act_bits)
+
+    def _bits(self, beta: torch.Tensor, g: torch.Tensor, temperature: float,
+              arch: bool) -> tuple[QuantSpec, int, list[int]]:
+        """Bitwidths of one executed operation: its QuantSpec, the chosen index and the hard active set."""
+        bits = tuple(self.space.bits)
+        if self.mode == "multipath" or (self.mode == "hetero" and not arch):
+            q = self._soft_bits(beta, g, temperature, bits, self.mode == "multipath")
+            return q, int(torch.argmax(q.coef.detach())), []
+        rank = torch.argsort(beta.detach() + g, descending=True).tolist()
+        active = rank[:self.top_k] if arch else rank[:1]
+        coef = ste_coef(beta[active]) if arch else torch.ones(1)
+        return QuantSpec(tuple(bits[j] for j in active), coef), active[0], active
 
     @staticmethod
     def _soft_bits(beta: torch.Tensor, g: torch.Tensor, temperature: float, bits: tuple[int, ...],

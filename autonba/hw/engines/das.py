@@ -72,7 +72,9 @@ class Das(Engine):
         with self.progress_bar(self.budget, "das") as bar:
             for step in range(steps):
                 temp = o.temperature + (o.final_temperature - o.temperature) * step / max(1, steps - 1)
-                n = max(2, min(o.batch, sample_budget - evaluations))
+                n = min(o.batch, sample_budget - evaluations)
+                if n <= 0:
+                    break
                 idx, logp = sp.sample(n, logits, self.generator, temp)
                 vals = sp.values(idx)
                 ev = t.evaluate(vals)
@@ -86,10 +88,11 @@ class Das(Engine):
                 tau = (1 - o.target_margin) * float(ev.bottleneck.median())
                 cost = ((ev.chunk_cycles / tau).clamp(min=1.0)
                         + mu[0] * ev.chunk_dsp / dsp_cap + mu[1] * ev.chunk_bram / bram_cap)
-                adv = (cost - cost.mean(0)) / (cost.std(0) + 1e-9)
-                loss = (adv.detach() * logp).mean(0).sum()
-                grad, = torch.autograd.grad(loss, logits)
-                adam.step(grad)
+                if n > 1:  # a baseline needs two samples
+                    adv = (cost - cost.mean(0)) / (cost.std(0) + 1e-9)
+                    loss = (adv.detach() * logp).mean(0).sum()
+                    grad, = torch.autograd.grad(loss, logits)
+                    adam.step(grad)
                 with torch.no_grad():
                     spend = torch.stack([ev.total_dsp.mean(), ev.total_bram.mean()]) / caps
                     mu = (mu * torch.exp(o.dual_lr * (spend - 1))).clamp(1e-3, 1e3)
@@ -118,7 +121,7 @@ class Das(Engine):
         moves = base.expand(F * V, C, F).clone()
         for f in range(F):
             moves[f * V:(f + 1) * V, :, f] = torch.arange(V).unsqueeze(1)
-        ok = torch.gather(sp.valid.permute(1, 2, 0).reshape(F * V, C), 0, torch.arange(F * V).unsqueeze(1).expand(-1, C))
+        ok = sp.valid.permute(1, 2, 0).reshape(F * V, C)                    # move (f, v) allowed in chunk c
         moves = sp.repair(torch.where(ok.unsqueeze(-1), moves, base))
         vals = sp.values(moves)                                              # (n, C, F)
         per_chunk = [t.evaluate_chunk(c, vals[:, c]) for c in range(C)]

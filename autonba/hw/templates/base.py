@@ -97,6 +97,13 @@ class Template(ABC):
         return Evaluation(c.cycles, c.dsp, c.bram, total_dsp, total_bram, bottleneck,
                           self.clock_hz / bottleneck, feasible, c.layer_cycles)
 
+    def layer_report(self, vals: torch.Tensor) -> list[dict]:
+        """Per-layer figures of one design (values (C, F)); templates add their own fields."""
+        ev = self.evaluate(vals.unsqueeze(0), layers=True)
+        return [{"name": l.name, "chunk": self.chunk_names[int(self.layer_chunk[i])],
+                 "cycles": float(ev.layer_cycles[0, i]), "macs": l.macs}
+                for i, l in enumerate(self.workload.layers)]
+
     def evaluate_chunk(self, chunk: int, vals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cycles, DSP and BRAM (N,) of one chunk under N designs given as factor values (N, F)."""
         c = self.chunk_costs(vals.unsqueeze(1), torch.tensor([chunk]))
