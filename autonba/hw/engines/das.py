@@ -63,12 +63,19 @@ class Das(Engine):
         # the polish rounds' evaluations come out of the same budget
         per_round = F * V
         reserve = min(o.polish_rounds * per_round, self.budget // 4) if o.recombine else 0
-        sample_budget = self.budget - reserve
+        sample_budget = self.budget - reserve - (self.warm_start is not None)
         steps = max(1, math.ceil(sample_budget / o.batch))
         inc = Incumbent(t.clock_hz)
         archives = [Front.empty(F) for _ in range(C)]
         pending: list[tuple[torch.Tensor, ...]] = []
         evaluations = 0
+        if self.warm_start is not None:  # the warm start itself is a candidate: never end worse than it
+            vals = sp.values(nearest_indices(sp, self.warm_start).unsqueeze(0))
+            ev = t.evaluate(vals)
+            evaluations += 1
+            inc.offer(vals, ev.bottleneck, ev.feasible, evaluations)
+            if o.recombine:
+                pending.append((vals, ev.chunk_cycles, ev.chunk_dsp, ev.chunk_bram))
         with self.progress_bar(self.budget, "das") as bar:
             for step in range(steps):
                 temp = o.temperature + (o.final_temperature - o.temperature) * step / max(1, steps - 1)

@@ -1,0 +1,1 @@
+"""The joint search of network, bitwidths and accelerator."""
