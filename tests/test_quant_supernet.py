@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from autonba.errors import AutonbaError
 from autonba.nas.arch import Arch, BlockChoice
 from autonba.nas.derived import DerivedNet, count_macs
-from autonba.nas.modules import MBConv, QConv2d, QuantSpec
 from autonba.nas.quant import ActRange, mix_quant, quantize
 from autonba.nas.space import SearchSpace, load_space
 from autonba.nas.supernet import Supernet, _keep_mass

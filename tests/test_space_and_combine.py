@@ -80,7 +80,7 @@ def test_pareto_3d_matches_brute_force():
 
 def test_combine_is_optimal_against_brute_force():
     g = torch.Generator().manual_seed(2)
-    for trial in range(20):
+    for _ in range(20):
         fronts = []
         for _ in range(3):
             n = 6

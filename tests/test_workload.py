@@ -62,8 +62,8 @@ def _macs_by_hand(layout: Layout, ops: list[str]) -> int:
             h = cin * spec.expansion
             macs += size * size * cin * h // spec.groups + out * out * h * spec.kernel ** 2 + out * out * h * cout // spec.groups
         size = out
-    return macs + size * size * layout.stem.channels * 0 + size * size * layout.stages[-1].channels * layout.head_channels \
-        + layout.head_channels * layout.num_classes
+    head = size * size * layout.stages[-1].channels * layout.head_channels
+    return macs + head + layout.head_channels * layout.num_classes
 
 
 @pytest.mark.parametrize("op", OPS.names())

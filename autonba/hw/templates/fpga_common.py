@@ -39,5 +39,4 @@ class LayerTable:
         self.K = t([l.kernel for l in ls])
         self.S = t([l.stride for l in ls])
         self.q = t([l.bits for l in ls])
-        self.macs = t([l.macs for l in ls])
         self.weights = t([l.weights for l in ls])
