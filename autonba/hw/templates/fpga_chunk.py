@@ -175,7 +175,10 @@ class FpgaChunk(Template):
         li = torch.arange(len(self.layer_chunk))
         x = self.layer_terms(vals[self.layer_chunk].unsqueeze(0), li)
         t = self.t
-        compulsory = (t.weights + t.M * t.groups * t.OH * t.OW + t.N * t.groups * t.IH * t.IW) * t.q / 8
+        # lower bound on traffic: every weight and output once, and every input pixel an output is centred on
+        in_ch = torch.where(t.dw, t.M, t.N * t.groups)
+        centres = torch.minimum(t.IH, (t.OH - 1) * t.S + 1) * torch.minimum(t.IW, (t.OW - 1) * t.S + 1)
+        compulsory = (t.weights + t.M * t.groups * t.OH * t.OW + in_ch * centres) * t.q / 8
         rows = []
         for i, layer in enumerate(self.workload.layers):
             cyc, mults = float(x["cycles"][0, i]), float(x["mults"][0, i])
