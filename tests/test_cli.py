@@ -106,3 +106,19 @@ def test_infeasible_spec_is_reported(tmp_path, capsys):
 def test_list(capsys):
     rc, stdout, _ = run(["accel", "list"], capsys)
     assert rc == 0 and "fpga-chunk" in stdout and "zc706" in stdout and "das" in stdout
+
+
+def test_search_on_a_derived_arch(tmp_path, capsys):
+    from autonba.nas.space import load_space
+    from autonba.nas.supernet import Supernet
+    arch = Supernet(load_space("small")).derive()
+    p = tmp_path / "arch.json"
+    arch.save(p)
+    rc, stdout, _ = run(["accel", "search", "--arch", str(p), "--platform", "ultra96", "--budget", "1000"], capsys)
+    r = json.loads(stdout)
+    assert rc == 0 and r["feasible"] and r["workload"] == "arch"
+    names = [l["name"] for l in r["layers"]]
+    assert names[0] == "stem" and names[-1] == "classifier" and any(n.startswith("block5.") for n in names)
+    p.write_text("{}")
+    rc, _, err = run(["accel", "search", "--arch", str(p)], capsys)
+    assert rc == 2 and "field 'layout'" in err
