@@ -72,12 +72,17 @@ def dump_yaml(model: BaseModel, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False))
 
 
+def shipped_names(folder: Path) -> list[str]:
+    """Names of the YAML files shipped in a folder (without the suffix)."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
 def load_model_yaml(name_or_path: str | Path, shipped: Path, model: type[M], what: str) -> M:
     """A shipped YAML by name (``shipped/<name>.yaml``) or any YAML file by path, validated as ``model``."""
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") or path.exists()):
         path = shipped / f"{name_or_path}.yaml"
         if not path.exists():
-            names = ", ".join(sorted(p.stem for p in shipped.glob("*.yaml")))
+            names = ", ".join(shipped_names(shipped))
             raise AutonbaError(f"unknown {what} '{name_or_path}'; allowed: {names} or a path to a {what} YAML file")
     return validate(model, load_yaml(path, what), f"{what} file {path}")

@@ -110,7 +110,7 @@ def test_exact_equals_brute_force_on_a_tiny_network():
     t = TEMPLATES.get("fpga-chunk")(Workload("w", layers), plat, channel_tile_max=2, row_split=4)
     assert len(t.chunk_names) == 3
     out = ENGINES.get("exact")(t).run()
-    per_chunk = [torch.cat([t.space.table[c].gather(1, i.T).T for i in t.space.enumerate(c)])
+    per_chunk = [torch.cat([t.space.chunk_values(c, i) for i in t.space.enumerate(c)])
                  for c in range(t.space.num_chunks)]
     assert sum(len(v) for v in per_chunk) < 5000
     (c0, d0, b0), (c1, d1, b1), (c2, d2, b2) = (t.evaluate_chunk(c, v) for c, v in enumerate(per_chunk))

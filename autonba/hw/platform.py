@@ -5,7 +5,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from autonba.config import load_model_yaml
+from autonba.config import load_model_yaml, shipped_names
 
 _SHIPPED = Path(__file__).parent / "platforms"
 
@@ -39,7 +39,7 @@ class Platform(BaseModel):
 
 
 def shipped_platforms() -> list[str]:
-    return sorted(p.stem for p in _SHIPPED.glob("*.yaml"))
+    return shipped_names(_SHIPPED)
 
 
 def load_platform(name_or_path: str | Path) -> Platform:

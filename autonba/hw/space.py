@@ -52,6 +52,10 @@ class DesignSpace:
         tab = self.table.expand(*idx.shape[:-2], *self.table.shape)
         return torch.gather(tab, -1, idx.unsqueeze(-1)).squeeze(-1)
 
+    def chunk_values(self, chunk: int, idx: torch.Tensor) -> torch.Tensor:
+        """Indices (n, F) of one chunk's designs -> factor values (n, F)."""
+        return self.table[chunk].gather(1, idx.T).T
+
     def fix(self, pins: dict[str, float]) -> "DesignSpace":
         """A copy in which each pinned factor takes one value in every chunk."""
         chunks = {c: dict(v) for c, v in self.choices.items()}

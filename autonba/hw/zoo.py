@@ -41,8 +41,7 @@ def resnet18(bits: int, size: int, classes: int, cifar: bool) -> LayerBuilder:
     for si, c in enumerate((64, 128, 256, 512)):
         for i in range(2):
             s = 2 if (si > 0 and i == 0) else 1
-            cin = b.c
-            if s != 1 or cin != c:  # projection shortcut, from the block input
+            if s != 1 or b.c != c:  # projection shortcut, from the block input
                 b.conv(f"s{si}b{i}.downsample", c, 1, s, bits=bits, update=False)
             b.conv(f"s{si}b{i}.conv1", c, 3, s, bits=bits)
             b.conv(f"s{si}b{i}.conv2", c, 3, 1, bits=bits)

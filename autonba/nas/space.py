@@ -36,10 +36,6 @@ class SearchSpace(BaseModel):
         return sorted(v)
 
 
-def shipped_spaces() -> list[str]:
-    return sorted(p.stem for p in _SHIPPED.glob("*.yaml"))
-
-
 def load_space(name_or_path: str | Path) -> SearchSpace:
     """A shipped space by name (``cifar``, ``imagenet``, ``small``) or a YAML file by path."""
     return load_model_yaml(name_or_path, _SHIPPED, SearchSpace, "search space")

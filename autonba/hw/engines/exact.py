@@ -36,7 +36,7 @@ class Exact(Engine):
             for c in range(sp.num_chunks):
                 front = Front.empty(len(sp.factors))
                 for idx in sp.enumerate(c, self.options.block):
-                    vals = sp.table[c].gather(1, idx.T).T                      # (n, F)
+                    vals = sp.chunk_values(c, idx)                             # (n, F)
                     cyc, dsp, bram = t.evaluate_chunk(c, vals)
                     front = front.merge(cyc, dsp, bram, vals, dsp_cap, bram_cap)
                     evaluations += len(idx)
