@@ -148,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autonba: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 
