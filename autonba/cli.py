@@ -1,4 +1,5 @@
-"""Command line: ``autonba accel search|eval|list``. A thin layer over the Python API."""
+"""Command line: ``autonba search|train|report`` and ``autonba accel search|eval|list``. A thin layer
+over the Python API."""
 from __future__ import annotations
 
 import argparse
@@ -51,6 +52,30 @@ def build_parser() -> argparse.ArgumentParser:
     _common(e)
 
     asub.add_parser("list", help="list templates, platforms, engines and zoo networks")
+
+    js = sub.add_parser("search", help="joint search of network, bitwidths and accelerator into a run directory")
+    js.add_argument("-c", "--config", help="YAML config (fields of SearchConfig); default: the embedded "
+                                           "digits search on zc706")
+    js.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config field, e.g. --set target.fps=30000 (repeatable)")
+    js.add_argument("--seed", type=int, help="seed of everything random")
+    js.add_argument("--out", help="run directory (default: runs/search-<date>-<time>)")
+    js.add_argument("--resume", action="store_true",
+                    help="continue the run in --out from its last checkpoint (with the config it started with)")
+    js.add_argument("--no-progress", action="store_true", help="no progress bar (per-epoch lines only)")
+
+    tr = sub.add_parser("train", help="retrain the derived network of a run from scratch; writes final.json")
+    tr.add_argument("run_dir")
+    tr.add_argument("--epochs", type=int, help="retraining epochs (default: the run config's retrain.epochs)")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a retrain field, e.g. --set lr=0.1 (repeatable)")
+    tr.add_argument("--resume", action="store_true", help="continue a killed retraining from its checkpoint")
+    tr.add_argument("--no-progress", action="store_true")
+
+    rp = sub.add_parser("report", help="plots and a Markdown summary of one or more runs")
+    rp.add_argument("run_dirs", nargs="+")
+    rp.add_argument("--out", help="folder of the report (default: RUN_DIR/report for one run, "
+                                  "runs/report for several)")
     return ap
 
 
@@ -137,11 +162,67 @@ def _cmd_list(args: argparse.Namespace) -> None:
     print("networks: ", ", ".join(WORKLOADS.names()))
 
 
+def _search_config(args: argparse.Namespace) -> "SearchConfig":  # noqa: F821
+    from autonba.config import apply_overrides, load_yaml, validate
+    from autonba.search.config import SearchConfig
+
+    data: dict[str, Any] = load_yaml(args.config) if args.config else {}
+    if args.seed is not None:
+        data["seed"] = args.seed
+    apply_overrides(data, args.set)
+    cfg = validate(SearchConfig, data)
+    if cfg.data.seed != cfg.seed and "seed" not in (data.get("data") or {}):
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"seed": cfg.seed})})
+    return cfg
+
+
+def _cmd_joint_search(args: argparse.Namespace) -> None:
+    import time
+
+    from autonba.search.joint import load_run_config, search
+
+    if args.resume:
+        if not args.out:
+            raise AutonbaError("--resume needs --out RUN_DIR (the run to continue)")
+        if args.config or args.set or args.seed is not None:
+            raise AutonbaError("--resume continues with the run's own config.yaml; drop -c/--set/--seed")
+        cfg = load_run_config(args.out)
+    else:
+        cfg = _search_config(args)
+    out = args.out or time.strftime("runs/search-%Y%m%d-%H%M%S")
+    result = search(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
+    if result:
+        print(f"derived: {' '.join(f'{o}@{b}' for o, b in zip(result['ops'], result['bits']))}\n"
+              f"FPS {result['fps']:,.1f} (target {result['target_fps']:,.0f}, "
+              f"{'met' if result['meets_target'] else 'NOT met'}) | supernet acc "
+              f"{100 * result['supernet_acc']:.1f}% | search {result['search_seconds']:.0f} s\n"
+              f"wrote {out}/result.json", file=sys.stderr)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from autonba.train.retrain import retrain
+
+    final = retrain(args.run_dir, epochs=args.epochs, overrides=args.set, resume=args.resume,
+                    progress=False if args.no_progress else None)
+    print(f"test accuracy {100 * final['test_acc']:.2f}% | FPS {final['fps']:,.1f} | "
+          f"DSP {final['dsp']:g} BRAM18K {final['bram18k']:g} | params {final['params']:,} | "
+          f"MACs {final['macs']:,} | train {final['train_seconds']:.0f} s\n"
+          f"wrote {args.run_dir}/final.json", file=sys.stderr)
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from autonba.report.report import write_report
+
+    out = write_report(args.run_dirs, args.out)
+    print(f"wrote {out}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {("accel", "search"): _cmd_search, ("accel", "eval"): _cmd_eval, ("accel", "list"): _cmd_list}
+    handlers = {("accel", "search"): _cmd_search, ("accel", "eval"): _cmd_eval, ("accel", "list"): _cmd_list,
+                ("search", None): _cmd_joint_search, ("train", None): _cmd_train, ("report", None): _cmd_report}
     try:
-        handlers[(args.command, args.action)](args)
+        handlers[(args.command, getattr(args, "action", None))](args)
     except AutonbaError as e:
         print(f"autonba: error: {e}", file=sys.stderr)
         return 2

@@ -50,13 +50,30 @@ def quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = No
     return q, (x >= lo_c) & (x <= hi_c)
 
 
+def _inside_weight(x: torch.Tensor, coef: torch.Tensor, bits: tuple[int, ...], kind: str,
+                   lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor | float:
+    """``sum_j coef_j * inside_j(x)``: the straight-through factor of the input gradient, without
+    recomputing the quantised tensors (weights are never clipped: their range is their own max)."""
+    if kind == "weight" or all(b >= FULL for b in bits):
+        return coef.sum()
+    out = torch.zeros_like(x)
+    for j, b in enumerate(bits):
+        if b >= FULL:
+            out.add_(coef[j])
+            continue
+        scale, zero, qmin, qmax = _qparams_act(lo, hi, b)
+        lo_c, hi_c = (qmin - zero.float()) * scale, (qmax - zero.float()) * scale
+        out.add_(((x >= lo_c) & (x <= hi_c)).to(x.dtype).mul_(coef[j]))
+    return out
+
+
 class _MixQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, coef, bits, kind, lo, hi):
         out = torch.zeros_like(x)
         for j, b in enumerate(bits):
             q, _ = quantize(x, b, kind, lo, hi)
-            out.add_(q * coef[j])
+            out.add_(q.mul_(coef[j]) if q is not x else q * coef[j])
         ctx.save_for_backward(x, coef, lo, hi)
         ctx.bits, ctx.kind = bits, kind
         return out
@@ -66,6 +83,8 @@ class _MixQuant(torch.autograd.Function):
         x, coef, lo, hi = ctx.saved_tensors
         gx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
         gc = torch.zeros_like(coef) if ctx.needs_input_grad[1] else None
+        if gc is None and gx is not None:  # weight step: only the clipping masks are needed
+            return g * _inside_weight(x, coef, ctx.bits, ctx.kind, lo, hi), None, None, None, None, None
         for j, b in enumerate(ctx.bits):
             q, inside = quantize(x, b, ctx.kind, lo, hi)
             if gx is not None:
@@ -75,13 +94,30 @@ class _MixQuant(torch.autograd.Function):
         return gx, gc, None, None, None, None
 
 
+def plain_quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = None,
+                   hi: torch.Tensor | None = None) -> torch.Tensor:
+    """``quantize`` written with elementary ops (divide, round, clip, multiply), for ONNX export."""
+    if bits >= FULL:
+        return x
+    if kind == "weight":
+        scale, _, qmin, qmax = _qparams_weight(x, bits)
+        s = scale.view(-1, *([1] * (x.dim() - 1)))
+        return torch.clamp(torch.round(x / s), qmin, qmax) * s
+    scale, zero, qmin, qmax = _qparams_act(lo, hi, bits)
+    z = zero.float()
+    return (torch.clamp(torch.round(x / scale) + z, qmin, qmax) - z) * scale
+
+
 def mix_quant(x: torch.Tensor, coef: torch.Tensor, bits: tuple[int, ...], kind: str,
               lo: torch.Tensor | None = None, hi: torch.Tensor | None = None) -> torch.Tensor:
     """``sum_j coef_j * Q_bits_j(x)`` with a straight-through gradient, in constant memory."""
+    if torch.jit.is_tracing():  # ONNX export (no gradients): elementary ops the exporter knows
+        qs = [plain_quantize(x, int(b), kind, lo, hi) for b in bits]
+        return qs[0] if len(bits) == 1 else sum(c * q for c, q in zip(coef, qs))
     if len(bits) == 1 and bits[0] >= FULL and not coef.requires_grad:
         return x * coef[0] if float(coef[0]) != 1.0 else x
     z = torch.zeros((), device=x.device)
-    return _MixQuant.apply(x, coef.to(x.dtype), tuple(int(b) for b in bits), kind,
+    return _MixQuant.apply(x, coef.to(x.device, x.dtype), tuple(int(b) for b in bits), kind,
                            z if lo is None else lo, z if hi is None else hi)
 
 

@@ -82,8 +82,8 @@ class Supernet(nn.Module):
             raise ValueError(f"step must be 'weight' or 'arch', got {step!r}")
         arch = step == "arch"
         bits = tuple(self.space.bits)
-        ga = _gumbel(self.alpha.shape, generator)
-        gb = _gumbel(self.beta.shape, generator)
+        ga = _gumbel(self.alpha.shape, generator).to(self.alpha.device)
+        gb = _gumbel(self.beta.shape, generator).to(self.beta.device)
         paths, ops_out, bits_out, act_ops, act_bits = [], [], [], [], []
         for l in range(self.alpha.shape[0]):
             alpha = self.alpha[l] if arch else self.alpha[l].detach()
@@ -136,6 +136,19 @@ class Supernet(nn.Module):
                 _keep_mass(self.beta[l, o], beta_before[l, o], bts)
 
     # ---- single path and derivation ---------------------------------------------------------------
+    def path_weights(self, sample: Sample) -> torch.Tensor:
+        """Per layer, the differentiable weight of its single-path choice: the operation's coefficient
+        times the coefficient of its bitwidth (value 1 with straight-through gradients in the hard
+        modes, the probabilities in the soft ones); the hardware cost of layer l is scaled by it."""
+        out = []
+        for lp, o, b in zip(sample.paths, sample.op, sample.bits):
+            i = lp.ops.index(o)
+            w = lp.op_coef[i] if lp.op_coef is not None else self.alpha.new_ones(())
+            q = lp.quant[i]
+            j = q.bits.index(self.space.bits[b])
+            out.append(w * q.coef[j].to(w.device))
+        return torch.stack(out)
+
     def single_path(self, sample: Sample) -> list[tuple[str, int]]:
         """(operation, bitwidth) per layer of this forward: the proxy network for the hardware model."""
         return [(self.space.ops[o], self.space.bits[b]) for o, b in zip(sample.op, sample.bits)]

@@ -1,0 +1,210 @@
+"""``autonba report RUN_DIR [RUN_DIR ...]``: PNG plots and a Markdown summary of search runs.
+
+Per run: search curves (supernet accuracy, FPS against the target, lambda per epoch), per-layer
+cycles of the final accelerator coloured by chunk, DSP / BRAM per chunk against the platform's
+budget, and the chosen operation and bitwidth per block. For several runs: accuracy against FPS
+with the Pareto front (test accuracy from ``final.json`` where the run was retrained, else the
+supernet's accuracy on the architecture split, marked as such).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autonba.errors import AutonbaError
+from autonba.hw.workload import read_json
+from autonba.io import write_atomic
+
+
+@dataclass
+class Run:
+    path: Path
+    result: dict[str, Any]
+    log: list[dict[str, Any]]
+    accel: dict[str, Any]
+    final: dict[str, Any] | None
+
+    @property
+    def label(self) -> str:
+        r = self.result
+        return f"{self.path.name} ({r['mode']}, seed {r['seed']}, target {r['target_fps']:,.0f})"
+
+    @property
+    def accuracy(self) -> tuple[float, str]:
+        if self.final:
+            return self.final["test_acc"], "test"
+        return self.result["supernet_acc"], "supernet (arch split)"
+
+
+def load_run(path: str | Path) -> Run:
+    p = Path(path)
+    if not (p / "result.json").is_file():
+        raise AutonbaError(f"{p} is not a finished search run (no result.json)")
+    log = []
+    for i, line in enumerate((p / "search_log.jsonl").read_text().splitlines() if (p / "search_log.jsonl").exists()
+                             else []):
+        try:
+            log.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AutonbaError(f"{p / 'search_log.jsonl'} line {i + 1} is not JSON") from None
+    final = read_json(p / "final.json", "final") if (p / "final.json").is_file() else None
+    return Run(p, read_json(p / "result.json", "result"), log, read_json(p / "accelerator.json", "accelerator"),
+               final)
+
+
+def pareto(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points not dominated in (maximise x, maximise y), sorted by x."""
+    keep = [i for i, (x, y) in enumerate(points)
+            if not any((x2 >= x and y2 >= y) and (x2 > x or y2 > y) for x2, y2 in points)]
+    return sorted(keep, key=lambda i: points[i][0])
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_curves(runs: list[Run], out: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4))
+    for r in runs:
+        ep = [x["epoch"] for x in r.log]
+        ax[0].plot(ep, [100 * x["supernet_acc"] for x in r.log], label=r.path.name)
+        ax[1].plot(ep, [x["fps"] for x in r.log], label=r.path.name)
+        ax[2].plot(ep, [x["lambda"] for x in r.log], label=r.path.name)
+    for r in {r.result["target_fps"]: r for r in runs}.values():
+        ax[1].axhline(r.result["target_fps"], ls="--", c="grey", lw=1)
+    ax[0].set(title="supernet accuracy (derived path, arch split)", xlabel="epoch", ylabel="%")
+    ax[1].set(title="FPS of the derived network (dashed: target)", xlabel="epoch", ylabel="FPS")
+    ax[2].set(title="lambda", xlabel="epoch", yscale="log")
+    ax[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_layers(run: Run, out: Path) -> None:
+    plt = _plt()
+    layers = run.accel["layers"]
+    chunks = list(run.accel["chunks"])
+    cmap = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(layers)), 4))
+    colours = [cmap(chunks.index(lay["chunk"]) % 20) for lay in layers]
+    ax.bar(range(len(layers)), [lay["cycles"] for lay in layers], color=colours)
+    ax.axhline(run.accel["bottleneck_cycles"], ls="--", c="k", lw=1, label="bottleneck chunk (cycles per frame)")
+    ax.set_xticks(range(len(layers)), [lay["name"] for lay in layers], rotation=90, fontsize=7)
+    ax.set(ylabel="cycles", title=f"per-layer cycles on the final accelerator ({run.accel['fps']:,.0f} FPS)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i % 20)) for i in range(len(chunks))]
+    ax.legend(handles + ax.get_legend_handles_labels()[0], chunks + ["bottleneck"], fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_resources(run: Run, out: Path) -> None:
+    plt = _plt()
+    a = run.accel
+    budgets = {"DSP": a["platform"]["dsp"], "BRAM18K": a["platform"]["bram18k"]}
+    cmap = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    for row, (res, key) in enumerate((("DSP", "dsp"), ("BRAM18K", "bram"))):
+        left = 0.0
+        for i, (name, c) in enumerate(a["chunks"].items()):
+            share = 100 * c[key] / budgets[res]
+            ax.barh(row, share, left=left, color=cmap(i % 20), label=name if row == 0 else None)
+            left += share
+    ax.axvline(100, c="r", lw=1.5, label="budget")
+    ax.set_yticks([0, 1], [f"DSP ({a['total_dsp']:g}/{budgets['DSP']})", f"BRAM18K ({a['total_bram']:g}/"
+                                                                          f"{budgets['BRAM18K']})"])
+    ax.set(xlabel="% of the platform's budget", title=f"resources per chunk on {a['platform']['name']}")
+    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_blocks(run: Run, out: Path) -> None:
+    plt = _plt()
+    ops, bits = run.result["ops"], run.result["bits"]
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(ops)), 3.2))
+    ax.bar(range(len(ops)), bits, color=["#bbb" if o == "skip" else "#4c72b0" for o in ops])
+    for i, o in enumerate(ops):
+        ax.text(i, bits[i] + 0.2, o, ha="center", va="bottom", rotation=90, fontsize=8)
+    ax.set(xlabel="block", ylabel="bits", ylim=(0, max(bits) + 5), title="derived operation and bitwidth per block")
+    ax.set_xticks(range(len(ops)))
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_pareto(runs: list[Run], out: Path) -> None:
+    plt = _plt()
+    pts = [(r.result["fps"], 100 * r.accuracy[0]) for r in runs]
+    front = pareto(pts)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    modes = sorted({r.result["mode"] for r in runs})
+    markers = dict(zip(modes, "osD^v"))
+    for r, (x, y) in zip(runs, pts):
+        ax.scatter(x, y, marker=markers[r.result["mode"]], s=40,
+                   label=r.result["mode"] if r.result["mode"] not in ax.get_legend_handles_labels()[1] else None)
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, label="Pareto front")
+    kind = {r.accuracy[1] for r in runs}
+    ax.set(xlabel="FPS (final accelerator)", ylabel=f"accuracy, % ({' / '.join(sorted(kind))})",
+           title="accuracy vs FPS")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def summary(runs: list[Run], images: dict[str, list[str]]) -> str:
+    lines = ["# autonba report", "",
+             "| run | mode | seed | target FPS | FPS | met | supernet acc % | test acc % | DSP | BRAM18K | "
+             "search s | train s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        res, fin = r.result, r.final or {}
+        acc = res["accelerator"]
+        lines.append(f"| {r.path.name} | {res['mode']} | {res['seed']} | {res['target_fps']:,.0f} | {res['fps']:,.1f} | "
+                     f"{'yes' if res['meets_target'] else 'no'} | {_pct(res['supernet_acc'])} | "
+                     f"{_pct(fin.get('test_acc'))} | {acc['dsp']:g} | {acc['bram18k']:g} | "
+                     f"{res['search_seconds']:.0f} | {fin['train_seconds']:.0f} |" if fin else
+                     f"| {r.path.name} | {res['mode']} | {res['seed']} | {res['target_fps']:,.0f} | {res['fps']:,.1f} | "
+                     f"{'yes' if res['meets_target'] else 'no'} | {_pct(res['supernet_acc'])} | - | {acc['dsp']:g} | "
+                     f"{acc['bram18k']:g} | {res['search_seconds']:.0f} | - |")
+    for r in runs:
+        lines += ["", f"## {r.label}", "",
+                  "blocks: " + ", ".join(f"{o}@{b}" for o, b in zip(r.result["ops"], r.result["bits"])), ""]
+        lines += [f"![{name}]({name})" for name in images.get(str(r.path), [])]
+    if "pareto" in images:
+        lines += ["", "## accuracy vs FPS", "", "![pareto](pareto.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dirs: list[str], out: str | Path | None = None) -> Path:
+    runs = [load_run(p) for p in run_dirs]
+    out = Path(out) if out else (runs[0].path / "report" if len(runs) == 1 else Path("runs/report"))
+    out.mkdir(parents=True, exist_ok=True)
+    images: dict[str, list[str]] = {}
+    plot_curves(runs, out / "search_curves.png")
+    for i, r in enumerate(runs):
+        tag = "" if len(runs) == 1 else f"_{i}_{r.path.name}"
+        names = [f"layer_cycles{tag}.png", f"resources{tag}.png", f"blocks{tag}.png"]
+        plot_layers(r, out / names[0])
+        plot_resources(r, out / names[1])
+        plot_blocks(r, out / names[2])
+        images[str(r.path)] = names
+    if len(runs) > 1:
+        plot_pareto(runs, out / "pareto.png")
+        images["pareto"] = ["pareto.png"]
+    text = summary(runs, images).replace("# autonba report\n", "# autonba report\n\n![search curves]"
+                                                               "(search_curves.png)\n", 1)
+    write_atomic(out / "summary.md", text)
+    return out / "summary.md"

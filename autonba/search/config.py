@@ -1,0 +1,85 @@
+"""The configuration of ``autonba search`` / ``autonba train`` (saved resolved with every run)."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from autonba.data.datasets import DataConfig
+
+MODES = ("joint", "fixed-accel", "sequential")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HardwareSpec(_Strict):
+    template: str = "fpga-chunk"
+    platform: str = "zc706"
+    template_options: dict[str, Any] = {}
+    engine: str = Field("das", description="engine of the re-searches during the search")
+    engine_budget: int = Field(4096, gt=0, description="design evaluations per re-search")
+    final_engine: str = Field("exact", description="engine of the final accelerator (falls back to 'das' "
+                                                   "with final_budget when exact is intractable)")
+    final_budget: int = Field(20480, gt=0)
+    research_every: int = Field(20, gt=0, description="re-search the accelerator every N architecture steps")
+
+
+class TargetSpec(_Strict):
+    fps: float = Field(20000.0, gt=0, description="frames per second the derived network must reach")
+    band: float = Field(1.25, gt=1, description="lambda halves when FPS exceeds fps * band")
+    lambda_init: float = Field(0.05, ge=0, description="weight of the hardware cost at the first search epoch")
+    lambda_max: float = Field(100.0, gt=0)
+
+
+class SearchSchedule(_Strict):
+    epochs: int = Field(40, gt=0, description="total epochs, warm-up included")
+    warmup_epochs: int = Field(18, ge=0)
+    batch_size: int = Field(32, gt=0, description="per process")
+    lr: float = Field(0.1, gt=0, description="SGD of the supernet weights (cosine over all epochs)")
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(4e-5, ge=0)
+    arch_lr: float = Field(0.01, gt=0, description="Adam of alpha and beta")
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = Field(0.0, ge=0)
+    temperature: float = Field(5.0, gt=0)
+    temperature_decay: float = Field(0.975, gt=0, le=1, description="T = temperature * decay ** epoch")
+    top_k: int = Field(2, ge=1)
+    workers: int = Field(0, ge=0, description="data-loader worker processes")
+
+    @model_validator(mode="after")
+    def _warmup(self) -> "SearchSchedule":
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs}): "
+                             "no epoch would search the architecture")
+        return self
+
+
+class RetrainSchedule(_Strict):
+    epochs: int = Field(30, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(4e-5, ge=0)
+    workers: int = Field(0, ge=0)
+
+
+class SearchConfig(_Strict):
+    """Everything a joint search needs. ``mode``: ``joint`` (the method), ``fixed-accel`` (hardware-aware
+    NAS on the accelerator of the initial network, never re-searched) or ``sequential`` (network and
+    bitwidths under a bit-operation cost, then the accelerator for the result)."""
+
+    seed: int = 0
+    mode: Literal["joint", "fixed-accel", "sequential"] = "joint"
+    bits_sampling: Literal["hetero", "soft", "hard", "multipath"] = "hetero"
+    device: str = Field("auto", description="auto (cuda when available), cpu, cuda or cuda:N")
+    space: str = Field("small", description="shipped search space (small, cifar, imagenet) or a YAML path; "
+                                            "input size, channels and classes come from the data")
+    bits: list[int] | None = Field(None, description="override the space's bitwidth choices")
+    data: DataConfig = DataConfig()
+    hardware: HardwareSpec = HardwareSpec()
+    target: TargetSpec = TargetSpec()
+    search: SearchSchedule = SearchSchedule()
+    retrain: RetrainSchedule = RetrainSchedule()
+    checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")

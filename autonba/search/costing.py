@@ -1,0 +1,161 @@
+"""The hardware side of the three search modes: the per-block cost of a single path that enters the
+architecture loss, the accelerator it is measured on, and the per-epoch measurement that drives lambda.
+
+* ``joint``: per-block cycles on the current accelerator, re-searched (warm start) for the current
+  single path every N architecture steps; lambda follows the FPS of the derived network on an
+  accelerator searched for it.
+* ``fixed-accel``: per-block cycles on the accelerator of the initial network, never re-searched;
+  lambda follows the FPS of the derived network on that accelerator.
+* ``sequential``: per-block bit-operations (MACs x weight bits x activation bits), no accelerator
+  in the loop; lambda follows the bit-operations of the derived network against a budget set once
+  from the initial network (budget = its bit-ops x its FPS / target, i.e. FPS taken as inversely
+  proportional to bit-ops). The accelerator is searched only for the final network.
+
+Costs are normalised so that 1.0 means "one frame at the target": cycles / (clock / target FPS),
+bit-ops / budget.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from autonba.errors import AutonbaError
+from autonba.hw.network import layers_from_arch
+from autonba.hw.platform import load_platform
+from autonba.nas.space import SearchSpace
+from autonba.search.config import SearchConfig
+from autonba.search.hw_cost import Design, HardwareCost, Path
+
+
+def block_bitops(space: SearchSpace, path: Path) -> torch.Tensor:
+    """Bit-operations (MACs x weight bits x activation bits) of every searchable block of a path."""
+    wl = layers_from_arch(space.layout, [o for o, _ in path], [b for _, b in path], name="single-path")
+    out = torch.zeros(len(path), dtype=torch.float64)
+    for layer in wl.layers:
+        m = re.match(r"block(\d+)\.", layer.name)
+        if m:
+            out[int(m.group(1))] += layer.macs * layer.bits ** 2
+    return out
+
+
+class Costing:
+    def __init__(self, cfg: SearchConfig, space: SearchSpace):
+        self.cfg, self.space, self.mode = cfg, space, cfg.mode
+        h = cfg.hardware
+        self.hw = HardwareCost(space.layout, h.template, load_platform(h.platform), h.template_options)
+        self.frame_cycles = self.hw.template(self.cheapest_path()).clock_hz / cfg.target.fps
+        self.design: Design | None = None        # the current accelerator (joint, fixed-accel)
+        self.bitops_budget: float | None = None  # sequential
+        self._cache: dict[Path, torch.Tensor] = {}
+
+    # ---- the spec ---------------------------------------------------------------------------------
+    def cheapest_path(self) -> Path:
+        """Per block the operation with the fewest MACs, at the lowest bitwidth."""
+        b = min(self.space.bits)
+        per_op = {op: block_bitops(self.space, tuple((op, b) for _ in range(self.space.layout.num_blocks)))
+                  for op in self.space.ops}
+        return tuple((min(self.space.ops, key=lambda o: float(per_op[o][i])), b)
+                     for i in range(self.space.layout.num_blocks))
+
+    def check_reachable(self) -> float:
+        """The FPS of the cheapest network on its best accelerator; an error if the target is above it."""
+        found = self._search(self.cheapest_path(), "exact", None, 0, None)
+        best = found[1] if found else 0.0
+        if self.cfg.target.fps > best:
+            raise AutonbaError(
+                f"target.fps {self.cfg.target.fps:g} is out of reach: the cheapest network of the space "
+                f"(fewest MACs per block, {min(self.space.bits)} bits) reaches at most {best:,.0f} FPS on "
+                f"{self.cfg.hardware.platform} with {self.cfg.hardware.template}; lower target.fps "
+                f"or pick a larger platform")
+        return best
+
+    def start(self, path: Path, seed: int) -> dict[str, Any]:
+        """Set up the accelerator (or the bit-op budget) from the initial network ``path``."""
+        found = self._search(path, self.cfg.hardware.engine, None, seed, self.cfg.hardware.final_budget)
+        if found is None:
+            raise AutonbaError("no accelerator for the initial network fits the platform's budgets")
+        self.design, fps = found
+        info = {"initial_path": [list(p) for p in path], "initial_fps": fps}
+        if self.mode == "sequential":
+            self.bitops_budget = float(block_bitops(self.space, path).sum()) * fps / self.cfg.target.fps
+            info["bitops_budget"] = self.bitops_budget
+            self.design = None
+        return info
+
+    # ---- the architecture step ---------------------------------------------------------------------
+    def block_cost(self, path: Path) -> torch.Tensor:
+        """The normalised cost (L,) of every block of the path (1.0 = one frame at the target)."""
+        if path not in self._cache:
+            if self.mode == "sequential":
+                cost = block_bitops(self.space, path) / self.bitops_budget
+            else:
+                cycles, _, _ = self.hw.block_cycles(path, self.design)
+                cost = cycles / self.frame_cycles
+            self._cache[path] = cost.float()
+        return self._cache[path]
+
+    def research(self, path: Path, seed: int) -> float | None:
+        """Joint mode: re-search the accelerator for the path, warm-started; its FPS (None: kept)."""
+        if self.mode != "joint":
+            return None
+        found = self._search(path, self.cfg.hardware.engine, self.design, seed, self.cfg.hardware.engine_budget)
+        if found is None:
+            return None
+        self.design = found[0]
+        self._cache.clear()
+        return found[1]
+
+    # ---- per epoch: measure the derived network, adapt lambda -------------------------------------
+    def measure(self, path: Path, seed: int) -> dict[str, Any]:
+        bitops = float(block_bitops(self.space, path).sum())
+        if self.mode == "fixed-accel":
+            _, fps, feasible = self.hw.block_cycles(path, self.design)
+        else:
+            found = self._search(path, self.cfg.hardware.engine, self.design, seed, self.cfg.hardware.engine_budget)
+            fps, feasible = (found[1], True) if found else (0.0, False)
+        return {"fps": fps, "accel_feasible": feasible, "bitops": bitops}
+
+    def adapt(self, lam: float, m: dict[str, Any]) -> float:
+        """Double lambda below the target, halve it above the band (bit-ops budget in sequential)."""
+        t = self.cfg.target
+        if self.mode == "sequential":
+            low, high = m["bitops"] > self.bitops_budget, m["bitops"] < self.bitops_budget / t.band
+        else:
+            low, high = m["fps"] < t.fps, m["fps"] > t.fps * t.band
+        if low:
+            lam = min(t.lambda_max, max(lam, 1e-3) * 2)
+        elif high:
+            lam /= 2
+        return lam
+
+    # ---- the final accelerator -----------------------------------------------------------------------
+    def final(self, path: Path, seed: int):
+        """The final accelerator of the derived network: ``final_engine`` (exact where tractable)."""
+        from autonba.accel import AccelConfig, run_search
+        h = self.cfg.hardware
+        t = self.hw.template(path)
+        # the workload is passed directly; the config's own workload field is not read
+        cfg = AccelConfig(workload={"network": "mobilenetv2-cifar"}, template=h.template, platform=h.platform,
+                          template_options=h.template_options, engine=h.final_engine,
+                          budget=None if h.final_engine == "exact" else h.final_budget, seed=seed)
+        warm = self.hw.adapt(t, self.design) if self.design and h.final_engine != "exact" else None
+        try:
+            return run_search(cfg, workload=t.workload, warm_start=warm, progress=False)
+        except AutonbaError:
+            if h.final_engine != "exact":
+                raise
+            cfg = cfg.model_copy(update={"engine": "das", "budget": h.final_budget})
+            return run_search(cfg, workload=t.workload, warm_start=None, progress=False)
+
+    def _search(self, path: Path, engine: str, warm: Design | None, seed: int, budget: int | None):
+        return self.hw.search(path, engine=engine, warm=warm, seed=seed,
+                              budget=None if engine == "exact" else budget)
+
+    def state(self) -> dict[str, Any]:
+        return {"design": self.design, "bitops_budget": self.bitops_budget}
+
+    def load_state(self, s: dict[str, Any]) -> None:
+        self.design, self.bitops_budget = s["design"], s["bitops_budget"]
+        self._cache.clear()

@@ -1,0 +1,327 @@
+"""The joint search loop (``autonba search``): warm-up, alternating architecture and weight steps with
+the hardware cost of the current single path, accelerator re-search, lambda adaptation toward the FPS
+target, temperature schedule, derivation and the final accelerator.
+
+Every epoch re-seeds its randomness from (seed, epoch), and a checkpoint written atomically after an
+epoch holds everything else (weights, logits, optimisers, lambda, accelerator, log), so a killed run
+resumed with ``--resume`` reaches the same result as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data.distributed import DistributedSampler
+
+from autonba.config import dump_yaml, load_yaml, validate
+from autonba.data.datasets import DataSplits, load_data, search_split
+from autonba.errors import AutonbaError
+from autonba.io import load_checkpoint, save_checkpoint, write_atomic, write_json
+from autonba.nas.space import SearchSpace, load_space
+from autonba.nas.supernet import Supernet
+from autonba.search import dist as dist_
+from autonba.search.config import SearchConfig
+from autonba.search.costing import Costing
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT = 1
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2 ** 63)
+
+
+def fit_space(cfg: SearchConfig, splits: DataSplits) -> SearchSpace:
+    """The configured space with its layout's input size, channels and classes taken from the data."""
+    space = load_space(cfg.space)
+    layout = space.layout.model_copy(update={"input_size": splits.input_size, "input_channels": splits.channels,
+                                             "num_classes": splits.num_classes})
+    update: dict[str, Any] = {"layout": layout}
+    if cfg.bits is not None:
+        update["bits"] = cfg.bits
+    return validate(SearchSpace, {**space.model_dump(), **{k: (v.model_dump() if hasattr(v, "model_dump") else v)
+                                                           for k, v in update.items()}}, "search space")
+
+
+def loader(ds: Dataset, batch: int, workers: int, ctx: dist_.Context, seed: int, epoch: int) -> DataLoader:
+    """Shuffled, last partial batch dropped; sharded over ranks; the order depends on (seed, epoch) only."""
+    if len(ds) < batch * ctx.world:
+        raise AutonbaError(f"the split has {len(ds)} images, fewer than one batch of {batch} per process; "
+                           "lower the batch size or use more data")
+    if ctx.distributed:
+        sampler = DistributedSampler(ds, ctx.world, ctx.rank, shuffle=True, seed=seed, drop_last=True)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 1)))
+    return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=True, num_workers=workers,
+                      generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 2)))
+
+
+class JointSearch:
+    def __init__(self, cfg: SearchConfig, run_dir: Path, ctx: dist_.Context, progress: bool | None = None):
+        self.cfg, self.run_dir, self.ctx = cfg, Path(run_dir), ctx
+        self.progress = (sys.stderr.isatty() if progress is None else progress) and ctx.main
+        torch.manual_seed(cfg.seed)
+        splits = load_data(cfg.data)
+        self.space = fit_space(cfg, splits)
+        self.costing = Costing(cfg, self.space)
+        self.reachable_fps = self.costing.check_reachable()
+        self.weight_part, self.arch_part = search_split(splits, cfg.data)
+        self.supernet = Supernet(self.space, cfg.bits_sampling, cfg.search.top_k).to(ctx.device)
+        self.wnet = self.supernet.net
+        if ctx.distributed:
+            self.wnet = torch.nn.parallel.DistributedDataParallel(
+                self.supernet.net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        s = cfg.search
+        self.w_opt = torch.optim.SGD(self.supernet.weight_parameters(), lr=s.lr, momentum=s.momentum,
+                                     weight_decay=s.weight_decay, nesterov=True)
+        self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=s.arch_lr, betas=s.arch_betas,
+                                      weight_decay=s.arch_weight_decay)
+        self.epoch, self.arch_steps, self.lam = 0, 0, cfg.target.lambda_init
+        self.log: list[dict[str, Any]] = []
+        self.info: dict[str, Any] = {}
+        self.seconds = 0.0
+
+    # ---- state ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        g = torch.Generator().manual_seed(epoch_seed(self.cfg.seed, -1))
+        path = tuple(self.supernet.single_path(self.supernet.sample("weight", 1.0, g)))
+        self.info = self.ctx.broadcast(self.costing.start(path, self.cfg.seed) if self.ctx.main else None)
+        self.costing.load_state(self.ctx.broadcast(self.costing.state()))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, "config": self.cfg.model_dump(mode="json"), "epoch": self.epoch,
+                "arch_steps": self.arch_steps, "lambda": self.lam, "log": self.log, "info": self.info,
+                "seconds": self.seconds, "supernet": self.supernet.state_dict(), "w_opt": self.w_opt.state_dict(),
+                "a_opt": self.a_opt.state_dict(), "costing": self.costing.state()}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.supernet.load_state_dict(s["supernet"])
+        self.w_opt.load_state_dict(s["w_opt"])
+        self.a_opt.load_state_dict(s["a_opt"])
+        self.costing.load_state(s["costing"])
+        self.epoch, self.arch_steps, self.lam = s["epoch"], s["arch_steps"], s["lambda"]
+        self.log, self.info, self.seconds = s["log"], s["info"], s["seconds"]
+
+    # ---- steps ----------------------------------------------------------------------------------------
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor, temperature: float, g: torch.Generator) -> float:
+        sample = self.supernet.sample("weight", temperature, g)
+        loss = F.cross_entropy(self.wnet(x, sample.paths), y)
+        self.w_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.supernet.weight_parameters(), 5.0)
+        self.w_opt.step()
+        return float(loss.detach())
+
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor, temperature: float,
+                  g: torch.Generator) -> tuple[float, float, int]:
+        sn = self.supernet
+        sample = sn.sample("arch", temperature, g)
+        logits = sn.net(x, sample.paths)
+        ce = F.cross_entropy(logits, y)
+        path = tuple(sn.single_path(sample))
+        cost = (sn.path_weights(sample) * self.costing.block_cost(path).to(self.ctx.device)).sum()
+        loss = ce + self.lam * cost
+        params = sn.arch_parameters()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(params, grads)]
+        self.ctx.all_mean_(grads)
+        before = [p.detach().clone() for p in params]
+        for p, gr in zip(params, grads):
+            p.grad = gr
+        self.a_opt.step()
+        self.a_opt.zero_grad(set_to_none=True)
+        sn.offset_(sample, *before)
+        self.arch_steps += 1
+        if self.arch_steps % self.cfg.hardware.research_every == 0:
+            if self.ctx.main:
+                self.costing.research(path, epoch_seed(self.cfg.seed, self.arch_steps, 3))
+            self.costing.load_state(self.ctx.broadcast(self.costing.state()))
+        correct = int((logits.argmax(1) == y).sum())
+        return float(ce.detach()), float(cost.detach()), correct
+
+    @torch.no_grad()
+    def evaluate_path(self, ds: Dataset, arch) -> float:
+        """Accuracy of the derived path of the supernet on a split (eval mode; summed over ranks)."""
+        from autonba.nas.modules import LayerPath, QuantSpec
+        ops = {o: i for i, o in enumerate(self.space.ops)}
+        paths = [LayerPath([ops[b.op]], None, [QuantSpec.fixed(b.bits)]) for b in arch.blocks]
+        self._recalibrate(paths)
+        self.supernet.eval()
+        hits = torch.zeros(2, dtype=torch.float64)
+        dl = DataLoader(ds, batch_size=256, shuffle=False, num_workers=self.cfg.search.workers)
+        for i, (x, y) in enumerate(dl):
+            if i % self.ctx.world != self.ctx.rank:
+                continue
+            x, y = x.to(self.ctx.device), y.to(self.ctx.device)
+            hits += torch.tensor([float((self.supernet.net(x, paths).argmax(1) == y).sum()), float(len(y))],
+                                 dtype=torch.float64)
+        self.supernet.train()
+        hits = self.ctx.all_sum(hits).cpu()
+        return float(hits[0] / hits[1])
+
+    @torch.no_grad()
+    def _recalibrate(self, paths, batches: int = 4) -> None:
+        """Batch-norm statistics of this path, re-estimated on the first training batches (the running
+        statistics of a weight-sharing supernet mix every path that ran; they only serve evaluation)."""
+        bns = [m for m in self.supernet.net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        self.supernet.train()
+        dl = DataLoader(self.weight_part, batch_size=128, shuffle=False, num_workers=self.cfg.search.workers)
+        for i, (x, _) in zip(range(batches), dl):
+            self.supernet.net(x.to(self.ctx.device), paths)
+        for m in bns:
+            m.momentum = 0.1
+
+    # ---- the loop -------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg, s, ctx = self.cfg, self.cfg.search, self.ctx
+        from tqdm import tqdm
+        while self.epoch < s.epochs:
+            t0 = time.perf_counter()
+            e = self.epoch
+            torch.manual_seed(epoch_seed(cfg.seed, e, 4 + ctx.rank))
+            g = torch.Generator().manual_seed(epoch_seed(cfg.seed, e, 5))
+            for group in self.w_opt.param_groups:
+                group["lr"] = 0.5 * s.lr * (1 + math.cos(math.pi * e / s.epochs))
+            temperature = s.temperature * s.temperature_decay ** e
+            warm = e < s.warmup_epochs
+            wl = loader(self.weight_part, s.batch_size, s.workers, ctx, cfg.seed, e)
+            al = None if warm else loader(self.arch_part, s.batch_size, s.workers, ctx, cfg.seed + 7, e)
+            n = len(wl) if warm else min(len(wl), len(al))
+            sums = torch.zeros(5, dtype=torch.float64)  # weight loss, ce, cost, correct, seen
+            bar = tqdm(total=n, desc=f"epoch {e + 1}/{s.epochs}" + (" warm-up" if warm else ""), leave=False,
+                       disable=not self.progress, dynamic_ncols=True, file=sys.stderr)
+            batches = zip(wl) if warm else zip(wl, al)
+            for pair in batches:
+                x, y = (t.to(ctx.device) for t in pair[0])
+                if not warm:
+                    xa, ya = (t.to(ctx.device) for t in pair[1])
+                    ce, cost, correct = self.arch_step(xa, ya, temperature, g)
+                    sums[1:] += torch.tensor([ce, cost, correct, len(ya)], dtype=torch.float64)
+                sums[0] += self.weight_step(x, y, temperature, g)
+                bar.update(1)
+            bar.close()
+            arch = self.supernet.derive()
+            path = tuple((b.op, b.bits) for b in arch.blocks)
+            m = self.costing.measure(path, epoch_seed(cfg.seed, e, 6)) if ctx.main else None
+            m = ctx.broadcast(m)
+            lam_used = self.lam
+            if not warm:
+                self.lam = self.costing.adapt(self.lam, m)
+            acc = self.evaluate_path(self.arch_part, arch)
+            self.seconds += time.perf_counter() - t0
+            rec = {"epoch": e + 1, "phase": "warmup" if warm else "search", "weight_loss": float(sums[0]) / max(n, 1),
+                   "arch_loss": float(sums[1]) / max(n, 1) if not warm else None,
+                   "hw_cost": float(sums[2]) / max(n, 1) if not warm else None,
+                   "sampled_arch_acc": float(sums[3] / sums[4]) if not warm else None,
+                   "supernet_acc": acc, "fps": m["fps"], "accel_feasible": m["accel_feasible"], "bitops": m["bitops"],
+                   "lambda": lam_used, "next_lambda": self.lam, "temperature": temperature,
+                   "lr": self.w_opt.param_groups[0]["lr"], "arch_steps": self.arch_steps,
+                   "blocks": [[b.op, b.bits] for b in arch.blocks], "seconds": self.seconds}
+            self.log.append(rec)
+            self.epoch += 1
+            if ctx.main:
+                self._epoch_line(rec)
+                with open(self.run_dir / "search_log.jsonl", "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                if self.epoch % cfg.checkpoint_every == 0 or self.epoch == s.epochs:
+                    save_checkpoint(self.run_dir / CHECKPOINT, self.state_dict())
+            ctx.barrier()
+        return self.finish()
+
+    def _epoch_line(self, r: dict[str, Any]) -> None:
+        loss = f"loss {r['weight_loss']:.3f}" + (f" arch {r['arch_loss']:.3f}" if r["arch_loss"] is not None else "")
+        print(f"epoch {r['epoch']:>3}/{self.cfg.search.epochs} {r['phase']:<6} {loss} | supernet acc "
+              f"{100 * r['supernet_acc']:.1f}% | FPS {r['fps']:,.0f} (target {self.cfg.target.fps:,.0f}) | "
+              f"lambda {r['lambda']:.3g} | T {r['temperature']:.2f} | {r['seconds']:.0f}s", file=sys.stderr)
+
+    def finish(self) -> dict[str, Any]:
+        """Derive the final network, search its accelerator, write the results (rank 0)."""
+        arch = self.supernet.derive()
+        agree = all(a == arch.model_dump() for a in self.ctx.gather(arch.model_dump()))
+        if not agree:
+            raise AutonbaError("ranks derived different architectures (the distributed run diverged)")
+        if not self.ctx.main:
+            return {}
+        t0 = time.perf_counter()
+        path = tuple((b.op, b.bits) for b in arch.blocks)
+        accel = self.costing.final(path, self.cfg.seed)
+        arch.save(self.run_dir / "arch.json")
+        write_json(self.run_dir / "accelerator.json", accel.to_dict())
+        last = self.log[-1]
+        result = {
+            "mode": self.cfg.mode, "bits_sampling": self.cfg.bits_sampling, "seed": self.cfg.seed,
+            "dataset": self.cfg.data.name, "space": self.cfg.space,
+            "arch": arch.model_dump(), "ops": [b.op for b in arch.blocks], "bits": [b.bits for b in arch.blocks],
+            "target_fps": self.cfg.target.fps, "fps": accel.fps, "meets_target": accel.fps >= self.cfg.target.fps,
+            "accelerator": {"template": accel.template, "platform": accel.platform["name"], "engine": accel.engine,
+                            "feasible": accel.feasible, "dsp": accel.total_dsp, "bram18k": accel.total_bram,
+                            "dsp_utilisation": accel.dsp_utilisation, "bram_utilisation": accel.bram_utilisation},
+            "macs": arch.workload().macs, "bitops": last["bitops"],
+            "supernet_acc": last["supernet_acc"], "final_lambda": self.lam, "reachable_fps": self.reachable_fps,
+            "search_seconds": self.seconds + time.perf_counter() - t0, "epochs": self.cfg.search.epochs,
+            "arch_steps": self.arch_steps, "initial": self.info,
+            "distributed": {"world_size": self.ctx.world, "ranks_agree": agree},
+        }
+        write_json(self.run_dir / "result.json", result)
+        return result
+
+
+# ---- entry points ---------------------------------------------------------------------------------------
+def prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    ckpt = run_dir / CHECKPOINT
+    if resume:
+        if not ckpt.is_file():
+            raise AutonbaError(f"--resume: {run_dir} has no {CHECKPOINT} to resume from")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise AutonbaError(f"run directory {run_dir} already holds files; resume it with --resume or choose "
+                           "another --out (nothing was overwritten)")
+
+
+def search(cfg: SearchConfig, run_dir: str | Path, resume: bool = False,
+           progress: bool | None = None) -> dict[str, Any]:
+    """Run (or resume) a joint search into ``run_dir``; returns result.json's content (rank 0)."""
+    run_dir = Path(run_dir)
+    ctx = dist_.setup(cfg.device)
+    try:
+        prepare_run_dir(run_dir, resume)
+        ctx.barrier()  # every rank has checked the directory before rank 0 writes to it
+        state = None
+        if resume:
+            state = load_checkpoint(run_dir / CHECKPOINT)
+            if not isinstance(state, dict) or state.get("format") != FORMAT or "config" not in state:
+                raise AutonbaError(f"--resume: {run_dir / CHECKPOINT} is not an autonba search checkpoint")
+            saved = validate(SearchConfig, state["config"], f"checkpoint {run_dir / CHECKPOINT} config")
+            if saved.model_dump() != cfg.model_dump():
+                raise AutonbaError(f"--resume: the config differs from the one the run started with "
+                                   f"({run_dir / 'config.yaml'}); resume without -c/--set/--seed")
+        js = JointSearch(cfg, run_dir, ctx, progress)
+        if state is not None:
+            js.load_state_dict(state)
+        else:
+            if ctx.main:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                dump_yaml(cfg, run_dir / "config.yaml")
+                write_atomic(run_dir / "search_log.jsonl", "")
+            js.start()
+        if ctx.main and state is not None:  # drop log lines of epochs after the checkpoint
+            write_atomic(run_dir / "search_log.jsonl", "".join(json.dumps(r) + "\n" for r in js.log))
+        return js.run()
+    finally:
+        dist_.teardown(ctx)
+
+
+def load_run_config(run_dir: str | Path) -> SearchConfig:
+    p = Path(run_dir) / "config.yaml"
+    return validate(SearchConfig, load_yaml(p, "run config"), f"run config {p}")

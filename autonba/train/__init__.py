@@ -1,0 +1,1 @@
+"""Retraining of derived networks."""

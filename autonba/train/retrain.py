@@ -1,0 +1,159 @@
+"""``autonba train RUN_DIR``: retrain the derived quantised network from scratch.
+
+Training split minus a held-out validation part (``data.val_fraction``); the epoch with the best
+validation accuracy is kept (model selection never looks at the test split, which is only reported).
+Writes ``model.pt`` (weights + arch), ``model.onnx`` (per-layer bitwidths in its metadata) and
+``final.json`` (test accuracy, FPS and resources of the final accelerator, params, MACs, bit-ops).
+A checkpoint after every epoch lets ``--resume`` continue a killed retraining exactly.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from autonba.config import apply_overrides, validate
+from autonba.data.datasets import load_data, train_val_split
+from autonba.errors import AutonbaError
+from autonba.hw.workload import read_json
+from autonba.io import load_checkpoint, save_checkpoint, write_json
+from autonba.nas.arch import Arch
+from autonba.nas.derived import DerivedNet, count_macs
+from autonba.search.config import RetrainSchedule
+from autonba.search.dist import Context, resolve_device
+from autonba.search.joint import epoch_seed, load_run_config, loader
+
+CHECKPOINT = "retrain_checkpoint.pt"
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, ds: Dataset, device: torch.device, workers: int = 0) -> float:
+    model.eval()
+    hits = total = 0
+    for x, y in DataLoader(ds, batch_size=256, shuffle=False, num_workers=workers):
+        x, y = x.to(device), y.to(device)
+        hits += int((model(x).argmax(1) == y).sum())
+        total += len(y)
+    model.train()
+    return hits / max(total, 1)
+
+
+def export_onnx(model: DerivedNet, path: Path, metadata: dict[str, Any]) -> None:
+    """Trace the quantised network (fake quantisation as divide/round/clip/multiply) to ONNX and record
+    the per-layer bitwidths and the accelerator summary in the model's metadata."""
+    import onnx
+    layout = model.arch.layout
+    x = torch.zeros(1, layout.input_channels, layout.input_size, layout.input_size,
+                    device=next(model.parameters()).device)
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["image"],
+                          output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    m = onnx.load(str(path))
+    for k, v in metadata.items():
+        entry = m.metadata_props.add()
+        entry.key, entry.value = f"autonba.{k}", v if isinstance(v, str) else json.dumps(v)
+    onnx.save(m, str(path))
+
+
+def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str] | None = None,
+            resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    for f in ("config.yaml", "arch.json", "accelerator.json"):
+        if not (run_dir / f).is_file():
+            raise AutonbaError(f"{run_dir} lacks {f}: give the directory of a finished 'autonba search' run")
+    cfg = load_run_config(run_dir)
+    sched = cfg.retrain.model_dump()
+    apply_overrides(sched, overrides or [])
+    if epochs is not None:
+        sched["epochs"] = epochs
+    sched = validate(RetrainSchedule, sched, "retrain")
+    arch = Arch.load(run_dir / "arch.json")
+    accel = read_json(run_dir / "accelerator.json", "accelerator")
+    device = resolve_device(cfg.device)
+    show = sys.stderr.isatty() if progress is None else progress
+
+    torch.manual_seed(cfg.seed)
+    splits = load_data(cfg.data)
+    if (splits.channels, splits.input_size, splits.num_classes) != (
+            arch.layout.input_channels, arch.layout.input_size, arch.layout.num_classes):
+        raise AutonbaError(f"arch.json expects {arch.layout.input_channels}x{arch.layout.input_size}^2 inputs and "
+                           f"{arch.layout.num_classes} classes, the run's data gives {splits.channels}x"
+                           f"{splits.input_size}^2 and {splits.num_classes}")
+    train_part, val_part = train_val_split(splits, cfg.data)
+    model = DerivedNet(arch).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=sched.lr, momentum=sched.momentum,
+                          weight_decay=sched.weight_decay, nesterov=True)
+    state = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "best": None, "log": [], "seconds": 0.0}
+    ckpt = run_dir / CHECKPOINT
+    if resume:
+        s = load_checkpoint(ckpt)
+        if not isinstance(s, dict) or "model" not in s or s.get("schedule") != sched.model_dump():
+            raise AutonbaError(f"--resume: {ckpt} is not a retraining checkpoint of this schedule")
+        model.load_state_dict(s["model"])
+        opt.load_state_dict(s["opt"])
+        state = s["state"]
+    one = Context(0, 1, device)
+    while state["epoch"] < sched.epochs:
+        t0 = time.perf_counter()
+        e = state["epoch"]
+        torch.manual_seed(epoch_seed(cfg.seed, e, 11))
+        for group in opt.param_groups:
+            group["lr"] = 0.5 * sched.lr * (1 + math.cos(math.pi * e / sched.epochs))
+        total = 0.0
+        dl = loader(train_part, sched.batch_size, sched.workers, one, cfg.seed + 13, e)
+        from tqdm import tqdm
+        for x, y in tqdm(dl, desc=f"retrain {e + 1}/{sched.epochs}", leave=False, disable=not show, file=sys.stderr):
+            x, y = x.to(device), y.to(device)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            total += float(loss.detach())
+        val = accuracy(model, val_part, device, sched.workers)
+        state["epoch"] = e + 1
+        state["seconds"] += time.perf_counter() - t0
+        if val > state["best_acc"]:
+            state["best_acc"], state["best_epoch"] = val, e + 1
+            state["best"] = copy.deepcopy(model.state_dict())
+        rec = {"epoch": e + 1, "loss": total / max(len(dl), 1), "val_acc": val, "seconds": state["seconds"]}
+        state["log"].append(rec)
+        print(f"retrain {e + 1:>3}/{sched.epochs} loss {rec['loss']:.3f} | val acc {100 * val:.1f}% | "
+              f"{state['seconds']:.0f}s", file=sys.stderr)
+        save_checkpoint(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
+                               "schedule": sched.model_dump()})
+
+    model.load_state_dict(state["best"])
+    test_acc = accuracy(model, splits.test, device, sched.workers)
+    wl = arch.workload()
+    layer_bits = {layer.name: layer.bits for layer in wl.layers}
+    x = torch.zeros(1, arch.layout.input_channels, arch.layout.input_size, arch.layout.input_size, device=device)
+    final = {
+        "test_acc": test_acc, "val_acc": state["best_acc"], "best_epoch": state["best_epoch"],
+        "epochs": sched.epochs, "train_seconds": state["seconds"],
+        "fps": accel["fps"], "target_fps": cfg.target.fps, "meets_target": accel["fps"] >= cfg.target.fps,
+        "dsp": accel["total_dsp"], "bram18k": accel["total_bram"], "dsp_utilisation": accel["dsp_utilisation"],
+        "bram_utilisation": accel["bram_utilisation"], "platform": accel["platform"]["name"],
+        "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, x),
+        "bitops": sum(layer.macs * layer.bits ** 2 for layer in wl.layers),
+        "model_bits": sum(layer.weights * layer.bits for layer in wl.layers),
+        "layer_bits": layer_bits, "ops": [b.op for b in arch.blocks], "bits": [b.bits for b in arch.blocks],
+        "schedule": sched.model_dump(), "log": state["log"],
+    }
+    save_checkpoint(run_dir / "model.pt", {"arch": arch.model_dump(), "state_dict": model.state_dict()})
+    export_onnx(model, run_dir / "model.onnx", {"arch": arch.model_dump(), "layer_bits": layer_bits,
+                                                "fps": accel["fps"], "platform": accel["platform"]["name"],
+                                                "test_acc": test_acc})
+    write_json(run_dir / "final.json", final)
+    return final

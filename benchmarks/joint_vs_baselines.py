@@ -1,0 +1,131 @@
+"""Evidence for the joint search: each experiment runs ``autonba search`` then ``autonba train`` per
+configuration (as subprocesses, one after another) and writes a table and ``autonba report`` plots.
+
+    python benchmarks/joint_vs_baselines.py default                       # the embedded default
+    python benchmarks/joint_vs_baselines.py targets --fps 12000 20000 32000
+    python benchmarks/joint_vs_baselines.py baselines --seeds 0 1 2
+    python benchmarks/joint_vs_baselines.py cifar --data-path ../shared/data/cifar10-jpeg.zip
+    python benchmarks/joint_vs_baselines.py resume --kill-after 150
+
+Runs live in ``runs/bench/<experiment>/<name>``; finished ones are reused, so an experiment can be
+continued across sessions. ``--set KEY=VALUE`` is passed to every search.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path("runs/bench")
+CIFAR = ["data.name=imagefolder", "data.input_size=32", "data.train_subset=10000", "data.test_subset=10000",
+         "search.epochs=12", "search.warmup_epochs=5", "search.batch_size=64", "search.workers=1",
+         "retrain.epochs=12", "retrain.batch_size=64", "retrain.workers=1"]
+
+
+def cli(*args: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "autonba.cli", *args], check=True)
+    return time.perf_counter() - t0
+
+
+def run_one(run: Path, sets: list[str], train: bool = True) -> dict:
+    """Search (and retrain) into ``run`` unless already done; the wall times are kept in bench.json."""
+    meta_path = run / "bench.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if not (run / "result.json").exists():
+        if run.exists() and (run / "checkpoint.pt").exists():
+            meta["search_wall_s"] = cli("search", "--out", str(run), "--resume", "--no-progress")
+        else:
+            meta["search_wall_s"] = cli("search", "--out", str(run), "--no-progress",
+                                        *[a for s in sets for a in ("--set", s)])
+        meta_path.write_text(json.dumps(meta))
+    if train and not (run / "final.json").exists():
+        meta["train_wall_s"] = cli("train", str(run), "--no-progress")
+        meta_path.write_text(json.dumps(meta))
+    r = json.loads((run / "result.json").read_text())
+    f = json.loads((run / "final.json").read_text()) if (run / "final.json").exists() else {}
+    return {"run": run.name, "mode": r["mode"], "seed": r["seed"], "target": r["target_fps"], "fps": r["fps"],
+            "met": r["meets_target"], "supernet_acc": r["supernet_acc"], "test_acc": f.get("test_acc"),
+            "dsp": r["accelerator"]["dsp"], "bram": r["accelerator"]["bram18k"],
+            "blocks": " ".join(f"{o}@{b}" for o, b in zip(r["ops"], r["bits"])),
+            "search_s": meta.get("search_wall_s"), "train_s": meta.get("train_wall_s")}
+
+
+def table(rows: list[dict]) -> str:
+    head = "| run | mode | seed | target FPS | FPS | met | test acc % | supernet acc % | DSP | BRAM | " \
+           "search wall s | train wall s | blocks |"
+    lines = [head, "|" + "---|" * 13]
+    for r in rows:
+        ta = "-" if r["test_acc"] is None else f"{100 * r['test_acc']:.2f}"
+        lines.append(f"| {r['run']} | {r['mode']} | {r['seed']} | {r['target']:,.0f} | {r['fps']:,.0f} | "
+                     f"{'yes' if r['met'] else 'no'} | {ta} | {100 * r['supernet_acc']:.1f} | {r['dsp']:g} | "
+                     f"{r['bram']:g} | {r['search_s'] or 0:.0f} | {r['train_s'] or 0:.0f} | {r['blocks']} |")
+    return "\n".join(lines)
+
+
+def finish(exp: str, rows: list[dict], runs: list[Path]) -> None:
+    out = ROOT / exp
+    (out / "table.md").write_text(table(rows) + "\n")
+    (out / "rows.json").write_text(json.dumps(rows, indent=2))
+    cli("report", *map(str, runs), "--out", str(out / "report"))
+    print(table(rows))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("experiment", choices=["default", "targets", "baselines", "cifar", "resume"])
+    ap.add_argument("--fps", type=float, nargs="+", default=[12000, 20000, 32000])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--modes", nargs="+", default=["joint", "fixed-accel", "sequential"])
+    ap.add_argument("--data-path", default="../shared/data/cifar10-jpeg.zip")
+    ap.add_argument("--cifar-fps", type=float, default=3000)
+    ap.add_argument("--kill-after", type=float, default=150, help="seconds before the SIGKILL (resume)")
+    ap.add_argument("--set", action="append", default=[])
+    a = ap.parse_args()
+    exp = ROOT / a.experiment
+    rows, runs = [], []
+    if a.experiment == "default":
+        runs = [exp / "default"]
+        rows = [run_one(runs[0], a.set)]
+    elif a.experiment == "targets":
+        for fps in a.fps:
+            runs.append(exp / f"fps{fps:g}")
+            rows.append(run_one(runs[-1], [f"target.fps={fps}", *a.set]))
+    elif a.experiment == "baselines":
+        for seed in a.seeds:
+            for mode in a.modes:
+                runs.append(exp / f"{mode}-s{seed}")
+                rows.append(run_one(runs[-1], [f"mode={mode}", f"seed={seed}", *a.set]))
+    elif a.experiment == "cifar":
+        for mode in a.modes:
+            runs.append(exp / mode)
+            rows.append(run_one(runs[-1], [f"mode={mode}", f"data.path={a.data_path}",
+                                           f"target.fps={a.cifar_fps}", *CIFAR, *a.set]))
+    else:  # resume: SIGKILL a default search mid-way, resume it, compare with an uninterrupted run
+        ref, killed = exp / "uninterrupted", exp / "killed"
+        run_one(ref, a.set, train=False)
+        if not (killed / "result.json").exists():
+            proc = subprocess.Popen([sys.executable, "-m", "autonba.cli", "search", "--out", str(killed),
+                                     "--no-progress", *[x for s in a.set for x in ("--set", s)]])
+            time.sleep(a.kill_after)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            epochs = len((killed / "search_log.jsonl").read_text().splitlines())
+            print(f"killed after {a.kill_after:.0f} s with {epochs} epochs logged")
+            cli("search", "--out", str(killed), "--resume", "--no-progress")
+        ra, rb = (json.loads((d / "result.json").read_text()) for d in (ref, killed))
+        same = ra["arch"] == rb["arch"]
+        print(f"derived architecture identical: {same}; FPS {ra['fps']:.1f} vs {rb['fps']:.1f}")
+        (exp / "resume.json").write_text(json.dumps({"identical_arch": same, "fps": [ra["fps"], rb["fps"]],
+                                                     "blocks": [ra["ops"], rb["ops"], ra["bits"], rb["bits"]]}))
+        return
+    finish(a.experiment, rows, runs)
+
+
+if __name__ == "__main__":
+    main()

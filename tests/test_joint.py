@@ -1,0 +1,214 @@
+"""The joint search end to end on a tiny space and synthetic data: run directory, modes, resume after
+SIGKILL, bad input, retraining with ONNX export, reports, and two DDP processes under torchrun."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from autonba.cli import main
+from autonba.errors import AutonbaError
+from autonba.search.config import SearchConfig
+from autonba.search.joint import search
+
+TINY_SPACE = {
+    "layout": {"stem": {"channels": 8}, "head_channels": 32,
+               "stages": [{"blocks": 1, "channels": 8, "stride": 1}, {"blocks": 1, "channels": 16, "stride": 2}]},
+    "ops": ["k3_e1", "k3_e3", "skip"],
+    "bits": [4, 8],
+}
+
+
+def tiny_config(tmp_path, **over) -> dict:
+    space = tmp_path / "tiny_space.yaml"
+    space.write_text(yaml.safe_dump(TINY_SPACE))
+    cfg = {
+        "seed": 3, "space": str(space), "device": "cpu",
+        "data": {"name": "synthetic", "input_size": 8, "channels": 1, "samples": 320},
+        "hardware": {"engine_budget": 256, "final_budget": 512, "research_every": 2},
+        "target": {"fps": 30000.0},
+        "search": {"epochs": 3, "warmup_epochs": 1, "batch_size": 16, "arch_lr": 0.05},
+        "retrain": {"epochs": 2, "batch_size": 16},
+    }
+    for k, v in over.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) else v
+    return cfg
+
+
+def write_config(tmp_path, **over):
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump(tiny_config(tmp_path, **over)))
+    return p
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("joint")
+    run = tmp / "run"
+    assert main(["search", "-c", str(write_config(tmp)), "--out", str(run), "--no-progress"]) == 0
+    return run
+
+
+def test_search_writes_the_run_directory(finished):
+    for f in ("config.yaml", "arch.json", "accelerator.json", "search_log.jsonl", "checkpoint.pt", "result.json"):
+        assert (finished / f).is_file(), f
+    r = json.loads((finished / "result.json").read_text())
+    for key in ("arch", "ops", "bits", "fps", "target_fps", "meets_target", "accelerator", "supernet_acc",
+                "search_seconds", "macs", "bitops"):
+        assert key in r
+    assert len(r["ops"]) == 2 and set(r["bits"]) <= {4, 8}
+    acc = json.loads((finished / "accelerator.json").read_text())
+    assert acc["fps"] == r["fps"] and acc["feasible"] and acc["layers"] and acc["chunks"]
+    assert acc["engine"] == "exact"
+    log = [json.loads(line) for line in (finished / "search_log.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in log] == [1, 2, 3] and [x["phase"] for x in log] == ["warmup", "search", "search"]
+    assert all(k in log[-1] for k in ("weight_loss", "supernet_acc", "fps", "lambda", "temperature"))
+    assert log[-1]["arch_steps"] > 0 and 0 <= log[-1]["supernet_acc"] <= 1
+    saved = yaml.safe_load((finished / "config.yaml").read_text())
+    assert saved["seed"] == 3 and saved["data"]["seed"] == 3  # one seed seeds the data split too
+
+
+def test_lambda_follows_the_target(tmp_path):
+    """An unreachable-by-the-supernet but reachable-by-the-space target doubles lambda every search epoch
+    while the derived FPS stays below it."""
+    cfg = SearchConfig.model_validate(tiny_config(tmp_path, target={"fps": 30000.0, "lambda_init": 0.01},
+                                                  search={"epochs": 4, "warmup_epochs": 1}))
+    r = search(cfg, tmp_path / "r", progress=False)
+    log = [json.loads(x) for x in (tmp_path / "r" / "search_log.jsonl").read_text().splitlines()]
+    for rec in log[1:]:
+        if rec["fps"] < 30000:
+            assert rec["next_lambda"] == pytest.approx(2 * rec["lambda"])
+        elif rec["fps"] > 30000 * 1.25:
+            assert rec["next_lambda"] == pytest.approx(rec["lambda"] / 2)
+    assert r["final_lambda"] == log[-1]["next_lambda"]
+
+
+@pytest.mark.parametrize("mode", ["fixed-accel", "sequential"])
+def test_baseline_modes_run(tmp_path, mode):
+    cfg = SearchConfig.model_validate(tiny_config(tmp_path, mode=mode, search={"epochs": 2}))
+    r = search(cfg, tmp_path / mode, progress=False)
+    assert r["mode"] == mode and r["fps"] > 0 and (tmp_path / mode / "arch.json").is_file()
+    if mode == "sequential":
+        assert r["initial"]["bitops_budget"] > 0
+
+
+def test_soft_bits_sampling_runs(tmp_path):
+    cfg = SearchConfig.model_validate(tiny_config(tmp_path, bits_sampling="soft", search={"epochs": 2}))
+    assert search(cfg, tmp_path / "soft", progress=False)["bits_sampling"] == "soft"
+
+
+def test_resume_after_sigkill_matches_uninterrupted(tmp_path, finished):
+    cfg = write_config(tmp_path)
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "autonba.cli", "search", "-c", str(cfg), "--out", str(run), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if (run / "result.json").exists():
+        pytest.skip("the run finished before it could be killed")
+    assert main(["search", "--out", str(run), "--resume", "--no-progress"]) == 0
+    a = json.loads((finished / "result.json").read_text())
+    b = json.loads((run / "result.json").read_text())
+    assert b["arch"] == a["arch"] and b["fps"] == a["fps"]
+    log_a = (finished / "search_log.jsonl").read_text().splitlines()
+    log_b = (run / "search_log.jsonl").read_text().splitlines()
+    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in lines]  # noqa: E731
+    assert strip(log_b) == strip(log_a)
+
+
+def test_existing_run_dir_and_corrupt_checkpoint(tmp_path, finished, capsys):
+    cfg = write_config(tmp_path)
+    assert main(["search", "-c", str(cfg), "--out", str(finished)]) == 2
+    assert "already holds files" in capsys.readouterr().err
+    run = tmp_path / "corrupt"
+    run.mkdir()
+    for f in ("config.yaml",):
+        (run / f).write_text((finished / f).read_text())
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert main(["search", "--out", str(run), "--resume"]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing written over
+
+
+def test_bad_input_is_a_clear_error(tmp_path, capsys):
+    cfg = write_config(tmp_path)
+    cases = [
+        (["--set", "data.name=mnist"], "unknown dataset 'mnist'"),
+        (["--set", "data.name=cifar10"], "needs data.path"),
+        (["--set", "data.name=imagefolder", "--set", f"data.path={tmp_path / 'nope'}"], "does not exist"),
+        (["--set", "target.fps=1e9"], "out of reach"),
+        (["--set", "mode=joint-ish"], "mode"),
+        (["--set", "search.warmup_epochs=5"], "warmup_epochs"),
+        (["--set", "hardware.platform=zc999"], "zc999"),
+    ]
+    for extra, msg in cases:
+        out = tmp_path / "never"
+        assert main(["search", "-c", str(cfg), "--out", str(out), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err, (extra, err)
+        assert not out.exists(), extra
+
+
+def test_train_writes_final_and_onnx_with_bits(tmp_path, finished):
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    from autonba.nas.arch import Arch
+    from autonba.nas.derived import DerivedNet
+
+    assert main(["train", str(finished), "--no-progress"]) == 0
+    f = json.loads((finished / "final.json").read_text())
+    for key in ("test_acc", "val_acc", "fps", "dsp", "bram18k", "params", "macs", "bitops", "layer_bits",
+                "train_seconds"):
+        assert key in f
+    assert 0 <= f["test_acc"] <= 1 and f["epochs"] == 2 and len(f["log"]) == 2
+    arch = Arch.load(finished / "arch.json")
+    assert f["macs"] == arch.workload().macs
+    m = onnx.load(str(finished / "model.onnx"))
+    meta = {p.key: p.value for p in m.metadata_props}
+    bits = json.loads(meta["autonba.layer_bits"])
+    assert bits["stem"] == 8 and bits == f["layer_bits"]
+    # the exported graph computes what the quantised PyTorch model computes
+    net = DerivedNet(arch)
+    net.load_state_dict(torch.load(finished / "model.pt", weights_only=True)["state_dict"])
+    net.eval()
+    x = torch.randn(3, 1, 8, 8)
+    ref = ReferenceEvaluator(m).run(None, {"image": x.numpy()})[0]
+    with torch.no_grad():
+        y = net(x).numpy()
+    assert ref.shape == y.shape and abs(ref - y).max() < 1e-3 * max(1.0, abs(y).max())
+
+
+def test_report_for_one_and_several_runs(tmp_path, finished):
+    assert main(["report", str(finished), "--out", str(tmp_path / "one")]) == 0
+    for f in ("summary.md", "search_curves.png", "layer_cycles.png", "resources.png", "blocks.png"):
+        assert (tmp_path / "one" / f).stat().st_size > 0
+    assert main(["report", str(finished), str(finished), "--out", str(tmp_path / "two")]) == 0
+    text = (tmp_path / "two" / "summary.md").read_text()
+    assert (tmp_path / "two" / "pareto.png").stat().st_size > 0 and text.count("| joint |") == 2
+
+
+def test_pareto_front():
+    from autonba.report.report import pareto
+    assert pareto([(1, 5), (2, 4), (2, 3), (3, 1), (0, 5)]) == [0, 1, 3]
+
+
+def test_two_ddp_processes_agree(tmp_path):
+    cfg = write_config(tmp_path, search={"epochs": 2, "batch_size": 8})
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "autonba.cli", "search", "-c", str(cfg), "--out", str(run), "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads((run / "result.json").read_text())
+    assert r["distributed"] == {"world_size": 2, "ranks_agree": True}
