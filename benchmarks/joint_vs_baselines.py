@@ -2,13 +2,17 @@
 configuration (as subprocesses, one after another) and writes a table and ``autonba report`` plots.
 
     python benchmarks/joint_vs_baselines.py default                       # the embedded default
-    python benchmarks/joint_vs_baselines.py targets --fps 12000 20000 32000
+    python benchmarks/joint_vs_baselines.py targets --fps 20000 40000 60000
     python benchmarks/joint_vs_baselines.py baselines --seeds 0 1 2
     python benchmarks/joint_vs_baselines.py cifar --data-path ../shared/data/cifar10-jpeg.zip
     python benchmarks/joint_vs_baselines.py resume --kill-after 150
 
-Runs live in ``runs/bench/<experiment>/<name>``; finished ones are reused, so an experiment can be
-continued across sessions. ``--set KEY=VALUE`` is passed to every search.
+Runs live in ``runs/bench/runs/<mode>-s<seed>-fps<target>`` and are shared between experiments (the
+default run is also the seed-0 joint run of ``baselines`` and the reference of ``resume``); finished
+ones are reused, so experiments can be continued across sessions or split over processes (e.g.
+``baselines --seeds 1 2`` in a second shell). Tables and reports go to ``runs/bench/<experiment>``.
+``--set KEY=VALUE`` is passed to every search (it is not part of the run's name: use it with a fresh
+``--root``).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 
 ROOT = Path("runs/bench")
+DEFAULT_FPS = 40000.0
 CIFAR = ["data.name=imagefolder", "data.input_size=32", "data.train_subset=10000", "data.test_subset=10000",
          "search.epochs=12", "search.warmup_epochs=5", "search.batch_size=64", "search.workers=1",
          "retrain.epochs=12", "retrain.batch_size=64", "retrain.workers=1"]
@@ -68,8 +73,7 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def finish(exp: str, rows: list[dict], runs: list[Path]) -> None:
-    out = ROOT / exp
+def finish(out: Path, rows: list[dict], runs: list[Path]) -> None:
     (out / "table.md").write_text(table(rows) + "\n")
     (out / "rows.json").write_text(json.dumps(rows, indent=2))
     cli("report", *map(str, runs), "--out", str(out / "report"))
@@ -79,7 +83,9 @@ def finish(exp: str, rows: list[dict], runs: list[Path]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("experiment", choices=["default", "targets", "baselines", "cifar", "resume"])
-    ap.add_argument("--fps", type=float, nargs="+", default=[12000, 20000, 32000])
+    ap.add_argument("--fps", type=float, nargs="+", default=[20000, 40000, 60000])
+    ap.add_argument("--target", type=float, default=DEFAULT_FPS, help="FPS target of default / baselines / resume")
+    ap.add_argument("--root", default=str(ROOT))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--modes", nargs="+", default=["joint", "fixed-accel", "sequential"])
     ap.add_argument("--data-path", default="../shared/data/cifar10-jpeg.zip")
@@ -87,31 +93,36 @@ def main() -> None:
     ap.add_argument("--kill-after", type=float, default=150, help="seconds before the SIGKILL (resume)")
     ap.add_argument("--set", action="append", default=[])
     a = ap.parse_args()
-    exp = ROOT / a.experiment
+    root = Path(a.root)
+    exp = root / a.experiment
+    exp.mkdir(parents=True, exist_ok=True)
     rows, runs = [], []
+
+    def named(mode: str, seed: int, fps: float, extra: list[str] = ()) -> None:
+        runs.append(root / "runs" / f"{mode}-s{seed}-fps{fps:g}")
+        rows.append(run_one(runs[-1], [f"mode={mode}", f"seed={seed}", f"target.fps={fps}", *extra, *a.set]))
+
     if a.experiment == "default":
-        runs = [exp / "default"]
-        rows = [run_one(runs[0], a.set)]
+        named("joint", 0, a.target)
     elif a.experiment == "targets":
         for fps in a.fps:
-            runs.append(exp / f"fps{fps:g}")
-            rows.append(run_one(runs[-1], [f"target.fps={fps}", *a.set]))
+            named("joint", 0, fps)
     elif a.experiment == "baselines":
         for seed in a.seeds:
             for mode in a.modes:
-                runs.append(exp / f"{mode}-s{seed}")
-                rows.append(run_one(runs[-1], [f"mode={mode}", f"seed={seed}", *a.set]))
+                named(mode, seed, a.target)
     elif a.experiment == "cifar":
         for mode in a.modes:
             runs.append(exp / mode)
             rows.append(run_one(runs[-1], [f"mode={mode}", f"data.path={a.data_path}",
                                            f"target.fps={a.cifar_fps}", *CIFAR, *a.set]))
     else:  # resume: SIGKILL a default search mid-way, resume it, compare with an uninterrupted run
-        ref, killed = exp / "uninterrupted", exp / "killed"
-        run_one(ref, a.set, train=False)
+        ref, killed = root / "runs" / f"joint-s0-fps{a.target:g}", exp / "killed"
+        sets = ["mode=joint", "seed=0", f"target.fps={a.target}", *a.set]
+        run_one(ref, sets, train=False)
         if not (killed / "result.json").exists():
             proc = subprocess.Popen([sys.executable, "-m", "autonba.cli", "search", "--out", str(killed),
-                                     "--no-progress", *[x for s in a.set for x in ("--set", s)]])
+                                     "--no-progress", *[x for s in sets for x in ("--set", s)]])
             time.sleep(a.kill_after)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -124,7 +135,7 @@ def main() -> None:
         (exp / "resume.json").write_text(json.dumps({"identical_arch": same, "fps": [ra["fps"], rb["fps"]],
                                                      "blocks": [ra["ops"], rb["ops"], ra["bits"], rb["bits"]]}))
         return
-    finish(a.experiment, rows, runs)
+    finish(exp, rows, runs)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ from autonba.search.joint import JointSearch
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=300, help="weight steps timed")
+    ap.add_argument("--arch-steps", type=int, default=100, help="architecture steps timed (each includes the "
+                                                                 "hardware cost; every 20th a re-search)")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--space", default="cifar")
@@ -42,15 +44,15 @@ def main() -> None:
         x = torch.randn(a.batch, 3, 32, 32, device=ctx.device)
         y = torch.randint(0, 10, (a.batch,), device=ctx.device)
         sync = torch.cuda.synchronize if ctx.device.type == "cuda" else (lambda: None)
-        for kind, step in (("weight", lambda: js.weight_step(x, y, 5.0, g)),
-                           ("arch", lambda: js.arch_step(x, y, 5.0, g))):
+        for kind, step, n in (("weight", lambda: js.weight_step(x, y, 5.0, g), a.steps),
+                              ("arch", lambda: js.arch_step(x, y, 5.0, g), a.arch_steps)):
             for _ in range(a.warmup):
                 step()
             sync()
             if ctx.device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
-            for _ in range(a.steps):
+            for _ in range(n):
                 step()
             sync()
             dt = time.perf_counter() - t0
@@ -58,8 +60,8 @@ def main() -> None:
                     else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
             print(json.dumps({"step": kind, "device": str(ctx.device), "gpu": torch.cuda.get_device_name()
                               if ctx.device.type == "cuda" else None, "space": a.space, "bits": a.bits,
-                              "sampling": a.sampling, "batch": a.batch, "steps": a.steps,
-                              "steps_per_s": a.steps / dt, "images_per_s": a.steps * a.batch / dt,
+                              "sampling": a.sampling, "batch": a.batch, "steps": n,
+                              "steps_per_s": n / dt, "images_per_s": n * a.batch / dt,
                               "peak_mem_mib": peak / 2 ** 20}), flush=True)
 
 

@@ -12,7 +12,6 @@ import torch
 import yaml
 
 from autonba.cli import main
-from autonba.errors import AutonbaError
 from autonba.search.config import SearchConfig
 from autonba.search.joint import search
 

@@ -19,91 +19,100 @@ EPS = 1e-8
 FULL = 32
 
 
-def _qparams_weight(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    levels = 2 ** (bits - 1) - 1
-    amax = w.detach().abs().flatten(1).amax(1)
-    scale = (amax / levels).clamp(min=EPS).float()
-    return scale, torch.zeros_like(scale, dtype=torch.int32), -levels, levels
+QParams = tuple[torch.Tensor, torch.Tensor, int, int]  # scale, zero point, qmin, qmax
 
 
-def _qparams_act(lo: torch.Tensor, hi: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    lo, hi = torch.minimum(lo, torch.zeros_like(lo)), torch.maximum(hi, torch.zeros_like(hi))  # keep 0 exact
-    qmax = 2 ** bits - 1
-    scale = ((hi - lo) / qmax).clamp(min=EPS).float()
-    zero = torch.clamp(torch.round(-lo / scale), 0, qmax).to(torch.int32)
-    return scale, zero, 0, qmax
+def _qparams(x: torch.Tensor, bits: tuple[int, ...], kind: str, lo: torch.Tensor | None,
+             hi: torch.Tensor | None) -> list[QParams | None]:
+    """Quantisation parameters of every bitwidth (None: unquantised), from one range computation:
+    weights symmetric per output channel (max |w|), activations affine per tensor over [lo, hi]
+    widened to include 0 (so that 0 is exact)."""
+    out: list[QParams | None] = []
+    if kind == "weight":
+        amax = x.detach().abs().flatten(1).amax(1).float()
+        zero = torch.zeros_like(amax, dtype=torch.int32)
+        for b in bits:
+            levels = 2 ** (b - 1) - 1
+            out.append(None if b >= FULL else ((amax / levels).clamp(min=EPS), zero, -levels, levels))
+        return out
+    lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)
+    span = (hi - lo).float()
+    for b in bits:
+        if b >= FULL:
+            out.append(None)
+            continue
+        qmax = 2 ** b - 1
+        scale = (span / qmax).clamp(min=EPS)
+        out.append((scale, torch.clamp(torch.round(-lo / scale), 0, qmax).to(torch.int32), 0, qmax))
+    return out
+
+
+def _fake_quant(x: torch.Tensor, p: QParams | None, kind: str) -> torch.Tensor:
+    if p is None:
+        return x
+    scale, zero, qmin, qmax = p
+    if kind == "weight":
+        return torch.fake_quantize_per_channel_affine(x, scale, zero, 0, qmin, qmax)
+    return torch.fake_quantize_per_tensor_affine(x, scale, zero, qmin, qmax)
+
+
+def _inside(x: torch.Tensor, p: QParams | None, kind: str) -> torch.Tensor | None:
+    """Mask of the elements inside the clipping range (None: everything; weights are never clipped)."""
+    if p is None or kind == "weight":
+        return None
+    scale, zero, qmin, qmax = p
+    z = zero.float()
+    return (x >= (qmin - z) * scale) & (x <= (qmax - z) * scale)
 
 
 def quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = None,
              hi: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Fake-quantised ``x`` (no autograd) and the mask of elements inside the clipping range."""
-    if bits >= FULL:
-        return x, torch.ones_like(x, dtype=torch.bool)
-    if kind == "weight":
-        scale, zero, qmin, qmax = _qparams_weight(x, bits)
-        q = torch.fake_quantize_per_channel_affine(x, scale, zero, 0, qmin, qmax)
-        return q, torch.ones_like(x, dtype=torch.bool)
-    scale, zero, qmin, qmax = _qparams_act(lo, hi, bits)
-    q = torch.fake_quantize_per_tensor_affine(x, scale, zero, qmin, qmax)
-    lo_c = (qmin - zero.float()) * scale
-    hi_c = (qmax - zero.float()) * scale
-    return q, (x >= lo_c) & (x <= hi_c)
-
-
-def _inside_weight(x: torch.Tensor, coef: torch.Tensor, bits: tuple[int, ...], kind: str,
-                   lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor | float:
-    """``sum_j coef_j * inside_j(x)``: the straight-through factor of the input gradient, without
-    recomputing the quantised tensors (weights are never clipped: their range is their own max)."""
-    if kind == "weight" or all(b >= FULL for b in bits):
-        return coef.sum()
-    out = torch.zeros_like(x)
-    for j, b in enumerate(bits):
-        if b >= FULL:
-            out.add_(coef[j])
-            continue
-        scale, zero, qmin, qmax = _qparams_act(lo, hi, b)
-        lo_c, hi_c = (qmin - zero.float()) * scale, (qmax - zero.float()) * scale
-        out.add_(((x >= lo_c) & (x <= hi_c)).to(x.dtype).mul_(coef[j]))
-    return out
+    p = _qparams(x, (bits,), kind, lo, hi)[0]
+    mask = _inside(x, p, kind)
+    return _fake_quant(x, p, kind), torch.ones_like(x, dtype=torch.bool) if mask is None else mask
 
 
 class _MixQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, coef, bits, kind, lo, hi):
+        params = _qparams(x, bits, kind, lo, hi)
         out = torch.zeros_like(x)
-        for j, b in enumerate(bits):
-            q, _ = quantize(x, b, kind, lo, hi)
-            out.add_(q.mul_(coef[j]) if q is not x else q * coef[j])
-        ctx.save_for_backward(x, coef, lo, hi)
-        ctx.bits, ctx.kind = bits, kind
+        for j, p in enumerate(params):
+            out.add_(_fake_quant(x, p, kind).mul_(coef[j]) if p is not None else x * coef[j])
+        ctx.save_for_backward(x, coef)
+        ctx.params, ctx.kind = params, kind  # a few scalars / per-channel vectors per bitwidth
         return out
 
     @staticmethod
     def backward(ctx, g):
-        x, coef, lo, hi = ctx.saved_tensors
-        gx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
-        gc = torch.zeros_like(coef) if ctx.needs_input_grad[1] else None
-        if gc is None and gx is not None:  # weight step: only the clipping masks are needed
-            return g * _inside_weight(x, coef, ctx.bits, ctx.kind, lo, hi), None, None, None, None, None
-        for j, b in enumerate(ctx.bits):
-            q, inside = quantize(x, b, ctx.kind, lo, hi)
-            if gx is not None:
-                gx.add_(torch.where(inside, g, torch.zeros_like(g)) * coef[j])
-            if gc is not None:
-                gc[j] = (g * q).sum()
+        x, coef = ctx.saved_tensors
+        gx = None
+        if ctx.needs_input_grad[0]:  # straight through inside every bitwidth's clipping range
+            masks = [_inside(x, p, ctx.kind) for p in ctx.params]
+            if all(m is None for m in masks):
+                gx = g * coef.sum()
+            else:
+                factor = torch.zeros_like(x)
+                for j, m in enumerate(masks):
+                    factor.add_(coef[j] if m is None else m.to(x.dtype).mul_(coef[j]))
+                gx = g * factor
+        gc = None
+        if ctx.needs_input_grad[1]:
+            gc = torch.stack([(g * _fake_quant(x, p, ctx.kind)).sum() for p in ctx.params])
         return gx, gc, None, None, None, None
 
 
 def plain_quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = None,
                    hi: torch.Tensor | None = None) -> torch.Tensor:
     """``quantize`` written with elementary ops (divide, round, clip, multiply), for ONNX export."""
-    if bits >= FULL:
+    p = _qparams(x, (bits,), kind, lo, hi)[0]
+    if p is None:
         return x
+    scale, zero, qmin, qmax = p
     if kind == "weight":
-        scale, _, qmin, qmax = _qparams_weight(x, bits)
         s = scale.view(-1, *([1] * (x.dim() - 1)))
         return torch.clamp(torch.round(x / s), qmin, qmax) * s
-    scale, zero, qmin, qmax = _qparams_act(lo, hi, bits)
     z = zero.float()
     return (torch.clamp(torch.round(x / scale) + z, qmin, qmax) - z) * scale
 

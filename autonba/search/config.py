@@ -27,7 +27,7 @@ class HardwareSpec(_Strict):
 
 
 class TargetSpec(_Strict):
-    fps: float = Field(20000.0, gt=0, description="frames per second the derived network must reach")
+    fps: float = Field(40000.0, gt=0, description="frames per second the derived network must reach")
     band: float = Field(1.25, gt=1, description="lambda halves when FPS exceeds fps * band")
     lambda_init: float = Field(0.05, ge=0, description="weight of the hardware cost at the first search epoch")
     lambda_max: float = Field(100.0, gt=0)

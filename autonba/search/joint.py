@@ -178,7 +178,7 @@ class JointSearch:
             m.momentum = None  # cumulative average over the calibration batches
         self.supernet.train()
         dl = DataLoader(self.weight_part, batch_size=128, shuffle=False, num_workers=self.cfg.search.workers)
-        for i, (x, _) in zip(range(batches), dl):
+        for _, (x, _y) in zip(range(batches), dl):
             self.supernet.net(x.to(self.ctx.device), paths)
         for m in bns:
             m.momentum = 0.1
