@@ -27,6 +27,35 @@ def test_mix_quant_value_and_gradients_match_a_plain_chain():
     assert torch.allclose(coef.grad, torch.stack([(g * q).sum() for q, _ in qs]), rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["act", "weight"])
+def test_input_gradient_is_the_same_with_and_without_coefficient_gradients(kind):
+    """The weight step's backward (no coefficient gradient) takes a shorter path; same result."""
+    torch.manual_seed(1)
+    x = torch.randn(5, 4, 3, 3)
+    lo, hi = x.amin() * 0.7, x.amax() * 0.9
+    g = torch.randn_like(x)
+    grads = []
+    for needs in (True, False):
+        coef = torch.tensor([0.1, 0.6, 0.3], requires_grad=needs)
+        xa = x.clone().requires_grad_(True)
+        (mix_quant(xa, coef, (2, 4, 32), kind, lo, hi) * g).sum().backward()
+        grads.append(xa.grad)
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_onnx_form_of_the_quantiser_matches_fake_quantize():
+    from autonba.nas.quant import plain_quantize
+    torch.manual_seed(2)
+    x = torch.randn(64, 8, 5, 5)
+    for b in (2, 4, 8):
+        w, _ = quantize(x, b, "weight")
+        assert torch.allclose(plain_quantize(x, b, "weight"), w, atol=1e-6)
+        a, _ = quantize(x, b, "act", x.amin(), x.amax())
+        diff = (plain_quantize(x, b, "act", x.amin(), x.amax()) - a).abs()
+        step = (x.amax() - x.amin()) / (2 ** b - 1)
+        assert float(diff.max()) <= float(step) + 1e-6 and float((diff > 1e-5).float().mean()) < 1e-3
+
+
 def test_quantisation_levels_zero_range_and_full_precision():
     w = torch.randn(8, 4, 3, 3)
     q, _ = quantize(w, 4, "weight")
@@ -191,6 +220,7 @@ def test_space_validation_errors(tmp_path):
 
 
 def test_shipped_spaces():
+    assert load_space("small").ops == ["k3_e1", "k3_e3", "k5_e6", "skip"]
     cifar = load_space("cifar")
     assert cifar.layout.num_blocks == 22 and cifar.layout.head_channels == 1504
     assert [s.channels for s in cifar.layout.stages] == [16, 24, 32, 64, 112, 184, 352]

@@ -99,7 +99,8 @@ def plot_layers(run: Run, out: Path) -> None:
     ax.set_xticks(range(len(layers)), [lay["name"] for lay in layers], rotation=90, fontsize=7)
     ax.set(ylabel="cycles", title=f"per-layer cycles on the final accelerator ({run.accel['fps']:,.0f} FPS)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i % 20)) for i in range(len(chunks))]
-    ax.legend(handles + ax.get_legend_handles_labels()[0], chunks + ["bottleneck"], fontsize=7, ncol=2)
+    ax.legend(handles + ax.get_legend_handles_labels()[0], chunks + ["bottleneck"], fontsize=7,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -110,7 +111,7 @@ def plot_resources(run: Run, out: Path) -> None:
     a = run.accel
     budgets = {"DSP": a["platform"]["dsp"], "BRAM18K": a["platform"]["bram18k"]}
     cmap = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=(8, 2.8))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
     for row, (res, key) in enumerate((("DSP", "dsp"), ("BRAM18K", "bram"))):
         left = 0.0
         for i, (name, c) in enumerate(a["chunks"].items()):
@@ -121,7 +122,7 @@ def plot_resources(run: Run, out: Path) -> None:
     ax.set_yticks([0, 1], [f"DSP ({a['total_dsp']:g}/{budgets['DSP']})", f"BRAM18K ({a['total_bram']:g}/"
                                                                           f"{budgets['BRAM18K']})"])
     ax.set(xlabel="% of the platform's budget", title=f"resources per chunk on {a['platform']['name']}")
-    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    ax.legend(fontsize=7, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

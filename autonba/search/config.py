@@ -47,6 +47,10 @@ class SearchSchedule(_Strict):
     temperature_decay: float = Field(0.975, gt=0, le=1, description="T = temperature * decay ** epoch")
     top_k: int = Field(2, ge=1)
     workers: int = Field(0, ge=0, description="data-loader worker processes")
+    derive: Literal["best", "last"] = Field(
+        "best", description="final network: 'last' = the argmax network after the last epoch; 'best' = of the "
+                            "networks derived after each search epoch that met the target as measured then, the one "
+                            "with the highest supernet accuracy on the architecture split (the last if none met it)")
 
     @model_validator(mode="after")
     def _warmup(self) -> "SearchSchedule":

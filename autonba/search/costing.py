@@ -117,14 +117,20 @@ class Costing:
             fps, feasible = (found[1], True) if found else (0.0, False)
         return {"fps": fps, "accel_feasible": feasible, "bitops": bitops}
 
+    def meets(self, m: dict[str, Any]) -> bool:
+        """Whether a measured network meets the spec as this mode sees it (bit-op budget in sequential)."""
+        if self.mode == "sequential":
+            return m["bitops"] <= self.bitops_budget
+        return m["fps"] >= self.cfg.target.fps
+
     def adapt(self, lam: float, m: dict[str, Any]) -> float:
         """Double lambda below the target, halve it above the band (bit-ops budget in sequential)."""
         t = self.cfg.target
         if self.mode == "sequential":
-            low, high = m["bitops"] > self.bitops_budget, m["bitops"] < self.bitops_budget / t.band
+            high = m["bitops"] < self.bitops_budget / t.band
         else:
-            low, high = m["fps"] < t.fps, m["fps"] > t.fps * t.band
-        if low:
+            high = m["fps"] > t.fps * t.band
+        if not self.meets(m):
             lam = min(t.lambda_max, max(lam, 1e-3) * 2)
         elif high:
             lam /= 2

@@ -24,6 +24,7 @@ from autonba.config import dump_yaml, load_yaml, validate
 from autonba.data.datasets import DataSplits, load_data, search_split
 from autonba.errors import AutonbaError
 from autonba.io import load_checkpoint, save_checkpoint, write_atomic, write_json
+from autonba.nas.arch import Arch, BlockChoice
 from autonba.nas.space import SearchSpace, load_space
 from autonba.nas.supernet import Supernet
 from autonba.search import dist as dist_
@@ -226,7 +227,8 @@ class JointSearch:
                    "hw_cost": float(sums[2]) / max(n, 1) if not warm else None,
                    "sampled_arch_acc": float(sums[3] / sums[4]) if not warm else None,
                    "supernet_acc": acc, "fps": m["fps"], "accel_feasible": m["accel_feasible"], "bitops": m["bitops"],
-                   "lambda": lam_used, "next_lambda": self.lam, "temperature": temperature,
+                   "meets_spec": self.costing.meets(m), "lambda": lam_used, "next_lambda": self.lam,
+                   "temperature": temperature,
                    "lr": self.w_opt.param_groups[0]["lr"], "arch_steps": self.arch_steps,
                    "blocks": [[b.op, b.bits] for b in arch.blocks], "seconds": self.seconds}
             self.log.append(rec)
@@ -246,9 +248,21 @@ class JointSearch:
               f"{100 * r['supernet_acc']:.1f}% | FPS {r['fps']:,.0f} (target {self.cfg.target.fps:,.0f}) | "
               f"lambda {r['lambda']:.3g} | T {r['temperature']:.2f} | {r['seconds']:.0f}s", file=sys.stderr)
 
+    def derived(self) -> tuple[Arch, int]:
+        """The final network and the epoch it was derived after (``search.derive``)."""
+        last = (self.supernet.derive(), self.epoch)
+        if self.cfg.search.derive == "last":
+            return last
+        ok = [r for r in self.log if r["phase"] == "search" and r["meets_spec"]]
+        if not ok:
+            return last
+        best = max(ok, key=lambda r: (r["supernet_acc"], r["epoch"]))
+        blocks = [BlockChoice(op=o, bits=b) for o, b in best["blocks"]]
+        return Arch(layout=self.space.layout, blocks=blocks), best["epoch"]
+
     def finish(self) -> dict[str, Any]:
         """Derive the final network, search its accelerator, write the results (rank 0)."""
-        arch = self.supernet.derive()
+        arch, epoch = self.derived()
         agree = all(a == arch.model_dump() for a in self.ctx.gather(arch.model_dump()))
         if not agree:
             raise AutonbaError("ranks derived different architectures (the distributed run diverged)")
@@ -259,7 +273,6 @@ class JointSearch:
         accel = self.costing.final(path, self.cfg.seed)
         arch.save(self.run_dir / "arch.json")
         write_json(self.run_dir / "accelerator.json", accel.to_dict())
-        last = self.log[-1]
         result = {
             "mode": self.cfg.mode, "bits_sampling": self.cfg.bits_sampling, "seed": self.cfg.seed,
             "dataset": self.cfg.data.name, "space": self.cfg.space,
@@ -268,8 +281,9 @@ class JointSearch:
             "accelerator": {"template": accel.template, "platform": accel.platform["name"], "engine": accel.engine,
                             "feasible": accel.feasible, "dsp": accel.total_dsp, "bram18k": accel.total_bram,
                             "dsp_utilisation": accel.dsp_utilisation, "bram_utilisation": accel.bram_utilisation},
-            "macs": arch.workload().macs, "bitops": last["bitops"],
-            "supernet_acc": last["supernet_acc"], "final_lambda": self.lam, "reachable_fps": self.reachable_fps,
+            "macs": arch.workload().macs, "bitops": self.log[epoch - 1]["bitops"],
+            "derived_after_epoch": epoch, "supernet_acc": self.log[epoch - 1]["supernet_acc"],
+            "final_lambda": self.lam, "reachable_fps": self.reachable_fps,
             "search_seconds": self.seconds + time.perf_counter() - t0, "epochs": self.cfg.search.epochs,
             "arch_steps": self.arch_steps, "initial": self.info,
             "distributed": {"world_size": self.ctx.world, "ranks_agree": agree},
