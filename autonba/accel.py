@@ -83,17 +83,23 @@ def _config(**kw: Any) -> AccelConfig:
 
 def run_search(cfg: AccelConfig, workload: Workload | None = None, warm_start: torch.Tensor | None = None,
                progress: bool | None = None) -> AccelResult:
-    template = build_template(cfg, workload)
-    torch.manual_seed(cfg.seed)
-    engine = ENGINES.get(cfg.engine)(template, template.space.fix(cfg.fix), seed=cfg.seed, budget=cfg.budget,
-                                     warm_start=warm_start, progress=progress, **cfg.engine_options)
-    out = engine.run()
+    return search_template(build_template(cfg, workload), cfg.engine, seed=cfg.seed, budget=cfg.budget,
+                           fix=cfg.fix, warm_start=warm_start, progress=progress, **cfg.engine_options)
+
+
+def search_template(template: Template, engine: str, seed: int = 0, budget: int | None = None,
+                    fix: dict[str, int | float] | None = None, warm_start: torch.Tensor | None = None,
+                    progress: bool | None = None, **engine_options: Any) -> AccelResult:
+    """Search a template already bound to its workload and platform; an error if no design fits."""
+    torch.manual_seed(seed)
+    out = ENGINES.get(engine)(template, template.space.fix(fix or {}), seed=seed, budget=budget,
+                              warm_start=warm_start, progress=progress, **engine_options).run()
     if out.best is None:
         dsp, bram = template.budgets
-        raise AutonbaError(f"no design found by '{cfg.engine}' fits the budgets of {template.platform.name} "
+        raise AutonbaError(f"no design found by '{engine}' fits the budgets of {template.platform.name} "
                            f"({dsp:g} DSP, {bram:g} BRAM18K) for workload '{template.workload.name}'"
-                           + ("" if cfg.engine == "exact" else "; try --engine exact to prove whether one exists"))
-    return AccelResult.from_design(template, out.best, engine=cfg.engine, evaluations=out.evaluations,
+                           + ("" if engine == "exact" else "; try --engine exact to prove whether one exists"))
+    return AccelResult.from_design(template, out.best, engine=engine, evaluations=out.evaluations,
                                    seconds=out.seconds, trace=out.trace, info=out.info)
 
 

@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--modes", nargs="+", default=["joint", "fixed-accel", "sequential"])
     ap.add_argument("--data-path", default="../shared/data/cifar10-jpeg.zip")
-    ap.add_argument("--cifar-fps", type=float, default=3000)
+    ap.add_argument("--cifar-fps", type=float, default=8000)
     ap.add_argument("--kill-after", type=float, default=150, help="seconds before the SIGKILL (resume)")
     ap.add_argument("--set", action="append", default=[])
     a = ap.parse_args()

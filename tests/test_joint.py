@@ -160,6 +160,15 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
         assert not out.exists(), extra
 
 
+def test_train_and_report_refuse_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert main(["train", str(tmp_path)]) == 2
+    assert "lacks config.yaml" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a finished search run" in capsys.readouterr().err
+    assert main(["search", "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
+
+
 def test_train_writes_final_and_onnx_with_bits(tmp_path, finished):
     import onnx
     from onnx.reference import ReferenceEvaluator

@@ -138,22 +138,18 @@ class Costing:
 
     # ---- the final accelerator -----------------------------------------------------------------------
     def final(self, path: Path, seed: int):
-        """The final accelerator of the derived network: ``final_engine`` (exact where tractable)."""
-        from autonba.accel import AccelConfig, run_search
+        """The final accelerator of the derived network: ``final_engine`` (exact where tractable,
+        else ``das`` with ``final_budget``), as an ``AccelResult``."""
+        from autonba.accel import search_template
         h = self.cfg.hardware
         t = self.hw.template(path)
-        # the workload is passed directly; the config's own workload field is not read
-        cfg = AccelConfig(workload={"network": "mobilenetv2-cifar"}, template=h.template, platform=h.platform,
-                          template_options=h.template_options, engine=h.final_engine,
-                          budget=None if h.final_engine == "exact" else h.final_budget, seed=seed)
-        warm = self.hw.adapt(t, self.design) if self.design and h.final_engine != "exact" else None
-        try:
-            return run_search(cfg, workload=t.workload, warm_start=warm, progress=False)
-        except AutonbaError:
-            if h.final_engine != "exact":
-                raise
-            cfg = cfg.model_copy(update={"engine": "das", "budget": h.final_budget})
-            return run_search(cfg, workload=t.workload, warm_start=None, progress=False)
+        if h.final_engine == "exact":
+            try:
+                return search_template(t, "exact", seed=seed, progress=False)
+            except AutonbaError:  # intractable (or nothing fits: das then says so too)
+                return search_template(t, "das", seed=seed, budget=h.final_budget, progress=False)
+        warm = self.hw.adapt(t, self.design) if self.design else None
+        return search_template(t, h.final_engine, seed=seed, budget=h.final_budget, warm_start=warm, progress=False)
 
     def _search(self, path: Path, engine: str, warm: Design | None, seed: int, budget: int | None):
         return self.hw.search(path, engine=engine, warm=warm, seed=seed,
