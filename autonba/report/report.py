@@ -148,10 +148,9 @@ def plot_pareto(runs: list[Run], out: Path) -> None:
     front = pareto(pts)
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     modes = sorted({r.result["mode"] for r in runs})
-    markers = dict(zip(modes, "osD^v"))
-    for r, (x, y) in zip(runs, pts):
-        ax.scatter(x, y, marker=markers[r.result["mode"]], s=40,
-                   label=r.result["mode"] if r.result["mode"] not in ax.get_legend_handles_labels()[1] else None)
+    for i, mode in enumerate(modes):
+        mine = [p for r, p in zip(runs, pts) if r.result["mode"] == mode]
+        ax.scatter([x for x, _ in mine], [y for _, y in mine], marker="osD^v"[i % 5], color=f"C{i}", s=40, label=mode)
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, label="Pareto front")
     kind = {r.accuracy[1] for r in runs}
     ax.set(xlabel="FPS (final accelerator)", ylabel=f"accuracy, % ({' / '.join(sorted(kind))})",
