@@ -8,7 +8,7 @@ configuration (as subprocesses, one after another) and writes a table and ``auto
     python benchmarks/joint_vs_baselines.py resume --kill-after 150
 
 Runs live in ``runs/bench/runs/<mode>-s<seed>-fps<target>`` and are shared between experiments (the
-default run is also the seed-0 joint run of ``baselines`` and the reference of ``resume``); finished
+default run is also the seed-0 joint run of ``baselines``); finished
 ones are reused, so experiments can be continued across sessions or split over processes (e.g.
 ``baselines --seeds 1 2`` in a second shell). Tables and reports go to ``runs/bench/<experiment>``.
 ``--set KEY=VALUE`` is passed to every search (it is not part of the run's name: use it with a fresh
@@ -117,7 +117,9 @@ def main() -> None:
             rows.append(run_one(runs[-1], [f"mode={mode}", f"data.path={a.data_path}",
                                            f"target.fps={a.cifar_fps}", *CIFAR, *a.set]))
     else:  # resume: SIGKILL a default search mid-way, resume it, compare with an uninterrupted run
-        ref, killed = root / "runs" / f"joint-s0-fps{a.target:g}", exp / "killed"
+        # the reference runs in this process's environment too: results are reproducible for the same
+        # seed *and* the same number of threads (float reductions in the convolutions depend on it)
+        ref, killed = exp / "uninterrupted", exp / "killed"
         sets = ["mode=joint", "seed=0", f"target.fps={a.target}", *a.set]
         run_one(ref, sets, train=False)
         if not (killed / "result.json").exists():
