@@ -151,7 +151,8 @@ def plot_pareto(runs: list[Run], out: Path) -> None:
     for i, mode in enumerate(modes):
         mine = [p for r, p in zip(runs, pts) if r.result["mode"] == mode]
         ax.scatter([x for x, _ in mine], [y for _, y in mine], marker="osD^v"[i % 5], color=f"C{i}", s=40, label=mode)
-    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, label="Pareto front")
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, marker="o", ms=12,
+            mfc="none", label="Pareto front")
     kind = {r.accuracy[1] for r in runs}
     ax.set(xlabel="FPS (final accelerator)", ylabel=f"accuracy, % ({' / '.join(sorted(kind))})",
            title="accuracy vs FPS")
