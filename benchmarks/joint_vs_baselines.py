@@ -98,8 +98,8 @@ def main() -> None:
     exp.mkdir(parents=True, exist_ok=True)
     rows, runs = [], []
 
-    def named(mode: str, seed: int, fps: float, extra: list[str] = ()) -> None:
-        runs.append(root / "runs" / f"{mode}-s{seed}-fps{fps:g}")
+    def named(mode: str, seed: int, fps: float, extra: list[str] = (), prefix: str = "") -> None:
+        runs.append(root / "runs" / f"{prefix}{mode}-s{seed}-fps{fps:g}")
         rows.append(run_one(runs[-1], [f"mode={mode}", f"seed={seed}", f"target.fps={fps}", *extra, *a.set]))
 
     if a.experiment == "default":
@@ -113,9 +113,7 @@ def main() -> None:
                 named(mode, seed, a.target)
     elif a.experiment == "cifar":
         for mode in a.modes:
-            runs.append(exp / mode)
-            rows.append(run_one(runs[-1], [f"mode={mode}", f"data.path={a.data_path}",
-                                           f"target.fps={a.cifar_fps}", *CIFAR, *a.set]))
+            named(mode, 0, a.cifar_fps, [f"data.path={a.data_path}", *CIFAR], prefix="cifar-")
     else:  # resume: SIGKILL a default search mid-way, resume it, compare with an uninterrupted run
         # the reference runs in this process's environment too: results are reproducible for the same
         # seed *and* the same number of threads (float reductions in the convolutions depend on it)
