@@ -54,6 +54,11 @@ class Layer:
     def macs(self) -> int:
         return self.out_h * self.out_w * self.weights
 
+    @property
+    def bitops(self) -> int:
+        """Bit-operations: MACs x weight bits x activation bits (one bitwidth for both)."""
+        return self.macs * self.bits ** 2
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if d["chunk"] is None:

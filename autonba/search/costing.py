@@ -16,7 +16,6 @@ bit-ops / budget.
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
@@ -26,18 +25,13 @@ from autonba.hw.network import layers_from_arch
 from autonba.hw.platform import load_platform
 from autonba.nas.space import SearchSpace
 from autonba.search.config import SearchConfig
-from autonba.search.hw_cost import Design, HardwareCost, Path
+from autonba.search.hw_cost import Design, HardwareCost, Path, sum_per_block
 
 
 def block_bitops(space: SearchSpace, path: Path) -> torch.Tensor:
-    """Bit-operations (MACs x weight bits x activation bits) of every searchable block of a path."""
+    """Bit-operations of every searchable block of a path."""
     wl = layers_from_arch(space.layout, [o for o, _ in path], [b for _, b in path], name="single-path")
-    out = torch.zeros(len(path), dtype=torch.float64)
-    for layer in wl.layers:
-        m = re.match(r"block(\d+)\.", layer.name)
-        if m:
-            out[int(m.group(1))] += layer.macs * layer.bits ** 2
-    return out
+    return sum_per_block(wl, [layer.bitops for layer in wl.layers], len(path))
 
 
 class Costing:
@@ -45,7 +39,7 @@ class Costing:
         self.cfg, self.space, self.mode = cfg, space, cfg.mode
         h = cfg.hardware
         self.hw = HardwareCost(space.layout, h.template, load_platform(h.platform), h.template_options)
-        self.frame_cycles = self.hw.template(self.cheapest_path()).clock_hz / cfg.target.fps
+        self.frame_cycles = self.hw.platform.clock_hz / cfg.target.fps
         self.design: Design | None = None        # the current accelerator (joint, fixed-accel)
         self.bitops_budget: float | None = None  # sequential
         self._cache: dict[Path, torch.Tensor] = {}

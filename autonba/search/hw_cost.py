@@ -19,6 +19,7 @@ from autonba.hw.engines.das import nearest_indices
 from autonba.hw.network import layers_from_arch
 from autonba.hw.platform import Platform
 from autonba.hw.templates import TEMPLATES, Template
+from autonba.hw.workload import Workload
 from autonba.nas.layout import Layout
 
 Design = dict[str, dict[str, float]]   # chunk name -> factor -> value (the JSON form)
@@ -66,12 +67,7 @@ class HardwareCost:
         t = self.template(path)
         vals = self.adapt(t, design)
         ev = t.evaluate(vals.unsqueeze(0), layers=True)
-        per_block = torch.zeros(len(path), dtype=torch.float64)
-        for i, layer in enumerate(t.workload.layers):
-            m = re.match(r"block(\d+)\.", layer.name)
-            if m:
-                per_block[int(m.group(1))] += ev.layer_cycles[0, i]
-        return per_block, float(ev.fps[0]), bool(ev.feasible[0])
+        return sum_per_block(t.workload, ev.layer_cycles[0], len(path)), float(ev.fps[0]), bool(ev.feasible[0])
 
     def search(self, path: Path, engine: str = "das", warm: Design | None = None, seed: int = 0,
                budget: int | None = None, **engine_options: Any) -> tuple[Design, float] | None:
@@ -83,6 +79,16 @@ class HardwareCost:
         if out.best is None:
             return None
         return t.space.to_dicts(out.best.unsqueeze(0))[0], t.clock_hz / out.bottleneck
+
+
+def sum_per_block(workload: Workload, per_layer, blocks: int) -> torch.Tensor:
+    """A per-layer quantity summed over the layers of each searchable block (``block{i}.*``)."""
+    out = torch.zeros(blocks, dtype=torch.float64)
+    for i, layer in enumerate(workload.layers):
+        m = re.match(r"block(\d+)\.", layer.name)
+        if m:
+            out[int(m.group(1))] += float(per_layer[i])
+    return out
 
 
 def _nearest_chunk(name: str, design: Design) -> dict[str, float] | None:

@@ -41,14 +41,12 @@ def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
 
 def fit_space(cfg: SearchConfig, splits: DataSplits) -> SearchSpace:
     """The configured space with its layout's input size, channels and classes taken from the data."""
-    space = load_space(cfg.space)
-    layout = space.layout.model_copy(update={"input_size": splits.input_size, "input_channels": splits.channels,
-                                             "num_classes": splits.num_classes})
-    update: dict[str, Any] = {"layout": layout}
+    data = load_space(cfg.space).model_dump()
+    data["layout"].update(input_size=splits.input_size, input_channels=splits.channels,
+                          num_classes=splits.num_classes)
     if cfg.bits is not None:
-        update["bits"] = cfg.bits
-    return validate(SearchSpace, {**space.model_dump(), **{k: (v.model_dump() if hasattr(v, "model_dump") else v)
-                                                           for k, v in update.items()}}, "search space")
+        data["bits"] = cfg.bits
+    return validate(SearchSpace, data, "search space")
 
 
 def loader(ds: Dataset, batch: int, workers: int, ctx: dist_.Context, seed: int, epoch: int) -> DataLoader:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from autonba.config import apply_overrides, validate
 from autonba.data.datasets import load_data, train_val_split
@@ -112,7 +113,6 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
             group["lr"] = 0.5 * sched.lr * (1 + math.cos(math.pi * e / sched.epochs))
         total = 0.0
         dl = loader(train_part, sched.batch_size, sched.workers, one, cfg.seed + 13, e)
-        from tqdm import tqdm
         for x, y in tqdm(dl, desc=f"retrain {e + 1}/{sched.epochs}", leave=False, disable=not show, file=sys.stderr):
             x, y = x.to(device), y.to(device)
             loss = F.cross_entropy(model(x), y)
@@ -146,7 +146,7 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
         "dsp": accel["total_dsp"], "bram18k": accel["total_bram"], "dsp_utilisation": accel["dsp_utilisation"],
         "bram_utilisation": accel["bram_utilisation"], "platform": accel["platform"]["name"],
         "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, x),
-        "bitops": sum(layer.macs * layer.bits ** 2 for layer in wl.layers),
+        "bitops": sum(layer.bitops for layer in wl.layers),
         "model_bits": sum(layer.weights * layer.bits for layer in wl.layers),
         "layer_bits": layer_bits, "ops": [b.op for b in arch.blocks], "bits": [b.bits for b in arch.blocks],
         "schedule": sched.model_dump(), "log": state["log"],
