@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path("runs/bench")
 DEFAULT_FPS = 40000.0
 CIFAR = ["data.name=imagefolder", "data.input_size=32", "data.train_subset=10000", "data.test_subset=10000",
-         "search.epochs=6", "search.warmup_epochs=3", "search.arch_lr=0.03", "search.batch_size=64",
+         "search.epochs=5", "search.warmup_epochs=3", "search.arch_lr=0.03", "search.batch_size=64",
          "search.workers=1", "retrain.epochs=15", "retrain.batch_size=64", "retrain.workers=1"]
 
 
