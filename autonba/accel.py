@@ -3,6 +3,9 @@
 >>> from autonba import accel
 >>> r = accel.search(network="mobilenetv2-cifar", bits=8, platform="zc706", engine="das", seed=0)
 >>> r.fps, r.total_dsp
+>>> a = accel.search(network="resnet18-cifar", template="asic-array", engine="das",
+...                  template_options={"objective": "edp", "area_mm2": 4.0})
+>>> a.edp_uj_ms, a.area_mm2
 """
 from __future__ import annotations
 
@@ -13,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from autonba.config import format_validation_error, validate
 from autonba.errors import AutonbaError
+from autonba.hw.asic.array import AsicArray
+from autonba.hw.asic.engines import ASIC_ENGINES
+from autonba.hw.asic.result import AsicResult
+from autonba.hw.asic.tech import load_technology
 from autonba.hw.engines import ENGINES
 from autonba.hw.platform import load_platform
 from autonba.hw.result import AccelResult
@@ -53,8 +60,8 @@ class AccelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     workload: WorkloadSource
     template: str = "fpga-chunk"
-    platform: str | None = Field(None, description="shipped name or YAML path (default: zc706, "
-                                                   "zc706-legacy for fpga-legacy)")
+    platform: str | None = Field(None, description="shipped name or YAML path (default: zc706, zc706-legacy "
+                                                   "for fpga-legacy, the technology generic-45nm for asic-array)")
     template_options: dict[str, Any] = {}
     engine: str = "das"
     budget: int | None = Field(None, gt=0, description="design evaluations (default: the engine's)")
@@ -63,14 +70,19 @@ class AccelConfig(BaseModel):
     seed: int = 0
 
     def resolved_platform(self) -> str:
-        return self.platform or ("zc706-legacy" if self.template == "fpga-legacy" else "zc706")
+        return self.platform or _DEFAULT_PLATFORM.get(self.template, "zc706")
 
 
-def build_template(cfg: AccelConfig, workload: Workload | None = None) -> Template:
+_DEFAULT_PLATFORM = {"fpga-legacy": "zc706-legacy", "asic-array": "generic-45nm"}
+
+
+def build_template(cfg: AccelConfig, workload: Workload | None = None) -> Template | AsicArray:
     cls = TEMPLATES.get(cfg.template)
     workload = workload or cfg.workload.load()
+    name = cfg.resolved_platform()
+    platform = load_technology(name) if cls is AsicArray else load_platform(name)
     try:
-        return cls(workload, load_platform(cfg.resolved_platform()), **cfg.template_options)
+        return cls(workload, platform, **cfg.template_options)
     except ValidationError as e:  # the template's own options model
         raise AutonbaError(f"template '{cfg.template}' options: {format_validation_error(e)}") from None
 
@@ -87,13 +99,22 @@ def run_search(cfg: AccelConfig, workload: Workload | None = None, warm_start: t
                            fix=cfg.fix, warm_start=warm_start, progress=progress, **cfg.engine_options)
 
 
-def search_template(template: Template, engine: str, seed: int = 0, budget: int | None = None,
-                    fix: dict[str, int | float] | None = None, warm_start: torch.Tensor | None = None,
-                    progress: bool | None = None, **engine_options: Any) -> AccelResult:
+def search_template(template: Template | AsicArray, engine: str, seed: int = 0, budget: int | None = None,
+                    fix: dict[str, int | float] | None = None, warm_start: Any = None,
+                    progress: bool | None = None, **engine_options: Any) -> AccelResult | AsicResult:
     """Search a template already bound to its workload and platform; an error if no design fits."""
     torch.manual_seed(seed)
-    out = ENGINES.get(engine)(template, template.space.fix(fix or {}), seed=seed, budget=budget,
+    asic = isinstance(template, AsicArray)
+    engines = ASIC_ENGINES if asic else ENGINES
+    out = engines.get(engine)(template, template.space.fix(fix or {}), seed=seed, budget=budget,
                               warm_start=warm_start, progress=progress, **engine_options).run()
+    if asic:
+        if out.best is None:
+            raise AutonbaError(f"no design found by '{engine}' fits the area budget of "
+                               f"{template.options.area_mm2:g} mm2 for workload '{template.workload.name}'"
+                               + ("" if engine == "exact" else "; try --engine exact to prove whether one exists"))
+        return AsicResult.from_design(template, out.best, engine=engine, evaluations=out.evaluations,
+                                      seconds=out.seconds, trace=out.trace, info=out.info)
     if out.best is None:
         dsp, bram = template.budgets
         raise AutonbaError(f"no design found by '{engine}' fits the budgets of {template.platform.name} "
@@ -115,12 +136,16 @@ def search(*, file: str | None = None, network: str | None = None, arch: str | N
     return run_search(cfg, warm_start=warm_start, progress=progress)
 
 
-def run_evaluate(cfg: AccelConfig, designs: list[dict[str, Any]]) -> list[AccelResult]:
+def run_evaluate(cfg: AccelConfig, designs: list[dict[str, Any]]) -> list[AccelResult] | list[AsicResult]:
     template = build_template(cfg)
+    if isinstance(template, AsicArray):
+        hv, mv = template.space.parse(designs)
+        return [AsicResult.from_design(template, (h, m)) for h, m in zip(hv, mv)]
     vals = template.space.parse(designs)
     return [AccelResult.from_design(template, v) for v in vals]
 
 
-def evaluate(designs: list[dict[str, Any]], **kw: Any) -> list[AccelResult]:
-    """Evaluate designs ``{"chunks": {name: {factor: value}}}`` on a workload and template."""
+def evaluate(designs: list[dict[str, Any]], **kw: Any) -> list[AccelResult] | list[AsicResult]:
+    """Evaluate designs on a workload and template: ``{"chunks": {name: {factor: value}}}`` (FPGA) or
+    ``{"array": {...}, "layers": {name: {...}}}`` (asic-array)."""
     return run_evaluate(_config(**kw), designs)

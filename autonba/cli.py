@@ -28,8 +28,12 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--network", help="a zoo network (see 'autonba accel list')")
     g.add_argument("--arch", help="an arch.json written by the NAS derivation")
     g.add_argument("--bits", type=int, help="uniform bitwidth of a zoo network (default 8)")
-    p.add_argument("--template", help="fpga-chunk (default) or fpga-legacy")
-    p.add_argument("--platform", help="shipped platform name (zc706, zcu102, ultra96, zc706-legacy) or YAML path")
+    p.add_argument("--template", help="fpga-chunk (default), fpga-legacy or asic-array")
+    p.add_argument("--platform", help="shipped platform name (zc706, zcu102, ultra96, zc706-legacy; for asic-array "
+                                      "a technology: generic-45nm) or YAML path")
+    p.add_argument("--objective", choices=["latency", "energy", "edp"],
+                   help="asic-array: what to minimise (default edp)")
+    p.add_argument("--area-mm2", type=float, help="asic-array: area budget in mm2")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +105,12 @@ def _accel_config(args: argparse.Namespace) -> "AccelConfig":  # noqa: F821
     for key in ("template", "platform", "engine", "budget", "seed"):
         if getattr(args, key, None) is not None:
             data[key] = getattr(args, key)
+    for key, opt in (("objective", "objective"), ("area_mm2", "area_mm2")):
+        if getattr(args, key, None) is not None:
+            opts = data.setdefault("template_options", {})
+            if not isinstance(opts, dict):
+                raise AutonbaError("config field 'template_options' must be a mapping")
+            opts[opt] = getattr(args, key)
     for item in getattr(args, "fix", []):
         k, sep, v = item.partition("=")
         if not sep:
@@ -152,12 +162,14 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 def _cmd_list(args: argparse.Namespace) -> None:
     from autonba.hw.engines import ENGINES
+    from autonba.hw.asic.tech import shipped_technologies
     from autonba.hw.platform import shipped_platforms
     from autonba.hw.templates import TEMPLATES
     from autonba.hw.zoo import WORKLOADS
 
     print("templates:", ", ".join(TEMPLATES.names()))
     print("platforms:", ", ".join(shipped_platforms()))
+    print("technologies (asic-array):", ", ".join(shipped_technologies()))
     print("engines:  ", ", ".join(ENGINES.names()))
     print("networks: ", ", ".join(WORKLOADS.names()))
 

@@ -1,0 +1,359 @@
+"""The ``asic-array`` template: a rows x cols systolic array of precision-scalable PEs, a per-PE
+register file, a global buffer (shared or split per operand) and DRAM, costed for a batch of
+designs at once on torch tensors.
+
+Per layer (formulas in docs/asic.md):
+
+- compute cycles as SCALE-Sim counts them (``cycles.py``), a PE built for B_pe-bit operands doing
+  floor(B_pe/b_w) * floor(B_pe/b_a) MACs per cycle;
+- global-buffer accesses from the dataflow's folds: the stationary operand is read once, the
+  streamed one once per fold of the other operand (the register file keeps a fold's stream for the
+  next fold where it fits), partial sums of weight/input-stationary folds go back to the buffer;
+- DRAM traffic from the buffer-level tiling (tk output channels, tc input channels, toy output
+  rows, a loop order): an operand is reloaded once per iteration of the loops it does not depend
+  on that sit outside its innermost loop; partial sums spill when the reduction loop sits outside;
+  tiles (double-buffered) must fit their buffer and are halved until they do;
+- latency max(compute, DRAM traffic / bandwidth), energy MACs + register file + array hops +
+  global buffer + DRAM (+ leakage), area PEs + SRAM.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from autonba.errors import AutonbaError
+from autonba.hw.asic.cycles import fold_counts
+from autonba.hw.asic.space import DATAFLOWS, GB_SPLITS, ORDERS, SPLIT_FRACTIONS, AsicSpace
+from autonba.hw.asic.tech import Technology, load_technology
+from autonba.hw.workload import Workload
+
+OBJECTIVES = ("latency", "energy", "edp")
+LEVELS = ("mac", "rf", "hop", "gb", "dram", "leakage")
+
+
+class AsicOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    objective: Literal["latency", "energy", "edp"] = "edp"
+    area_mm2: float | None = Field(None, gt=0, description="area budget (none: unconstrained)")
+    pe_bits: int = Field(8, ge=1, le=32, description="operand width B_pe the PEs are built for")
+    acc_bits: int = Field(32, ge=8, le=64, description="partial-sum width")
+    dataflow: Literal["per-accelerator", "per-layer"] = "per-accelerator"
+    rows: list[int] = [4, 8, 16, 32, 64, 128]
+    cols: list[int] = [4, 8, 16, 32, 64, 128]
+    rf_bytes: list[int] = [4, 16, 64, 256]
+    gb_kib: list[int] = [16, 32, 64, 128, 256, 512, 1024]
+
+    @field_validator("rows", "cols")
+    @classmethod
+    def _at_least_2(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 2:
+            raise ValueError("array sizes must be >= 2 (a 1-wide array has no systolic fill to count)")
+        return sorted(set(v))
+
+    @field_validator("rf_bytes", "gb_kib")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if not v or min(v) <= 0:
+            raise ValueError("sizes must be positive")
+        return sorted(set(v))
+
+
+@dataclass
+class AsicEval:
+    """Costs of B designs: totals (B,), per layer (B, L), energy per level (B, len(LEVELS))."""
+
+    latency: torch.Tensor            # cycles
+    energy: torch.Tensor             # pJ
+    area: torch.Tensor               # mm^2
+    objective: torch.Tensor
+    feasible: torch.Tensor
+    fits: torch.Tensor               # every layer's tiles fit its buffers (B,)
+    layer_fits: torch.Tensor         # (B, L)
+    energy_levels: torch.Tensor
+    layer_latency: torch.Tensor
+    layer_energy: torch.Tensor
+    layer_compute: torch.Tensor
+    layer_dram_bits: torch.Tensor
+    layer_utilisation: torch.Tensor
+    tiles: torch.Tensor              # legalised (tk, tc, toy) (B, L, 3)
+
+
+@dataclass
+class LayerTensors:
+    """The layer dimensions the cost model reads, as (L,) float64 tensors (``select`` takes a subset)."""
+
+    dw: torch.Tensor
+    groups: torch.Tensor
+    k: torch.Tensor          # output channels (all groups)
+    cin: torch.Tensor
+    kg: torch.Tensor         # per group
+    cg: torch.Tensor
+    f: torch.Tensor
+    s: torch.Tensor
+    oy: torch.Tensor
+    ox: torch.Tensor
+    bits: torch.Tensor
+    in_rows: torch.Tensor    # input rows / cols a layer reads (padding is not fetched)
+    in_cols: torch.Tensor
+    macs: torch.Tensor
+    macs_per_pe: torch.Tensor
+
+    @classmethod
+    def of(cls, workload: Workload, pe_bits: int) -> "LayerTensors":
+        L = workload.layers
+        t = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
+        oy, ox = t([x.out_h for x in L]), t([x.out_w for x in L])
+        s, f = t([x.stride for x in L]), t([x.kernel for x in L])
+        bits = t([x.bits for x in L])
+        per_pe = torch.where(bits <= pe_bits, torch.floor(pe_bits / bits) ** 2, 1 / torch.ceil(bits / pe_bits) ** 2)
+        return cls(dw=torch.tensor([x.depthwise for x in L]), groups=t([x.groups for x in L]),
+                   k=t([x.out_ch for x in L]), cin=t([x.in_ch for x in L]),
+                   kg=t([x.out_ch // x.groups for x in L]), cg=t([x.in_ch // x.groups for x in L]),
+                   f=f, s=s, oy=oy, ox=ox, bits=bits,
+                   in_rows=torch.minimum(t([x.in_h for x in L]), (oy - 1) * s + f),
+                   in_cols=torch.minimum(t([x.in_w for x in L]), (ox - 1) * s + f),
+                   macs=t([x.macs for x in L]), macs_per_pe=per_pe)
+
+    @property
+    def sr(self) -> torch.Tensor:
+        return self.oy * self.ox
+
+    @property
+    def t(self) -> torch.Tensor:
+        return self.cg * self.f ** 2
+
+    @property
+    def halo(self) -> torch.Tensor:
+        return (self.f - self.s).clamp(min=0)
+
+    def select(self, idx) -> "LayerTensors":
+        return LayerTensors(**{k: v[idx] for k, v in vars(self).items()})
+
+
+def _pow2_upto(n: int) -> list[int]:
+    out, v = [], 1
+    while v < n:
+        out.append(v)
+        v *= 2
+    return out + [n]
+
+
+class AsicArray:
+    """The template bound to a workload and a technology (``platform`` of the accelerator config)."""
+
+    name = "asic-array"
+    Options = AsicOptions
+
+    def __init__(self, workload: Workload, platform: Technology, **options):
+        self.workload = workload
+        self.tech = self.platform = platform
+        self.options = o = AsicOptions(**options)
+        L = workload.layers
+        for layer in L:
+            if layer.groups > 1 and not layer.depthwise:
+                raise AutonbaError(f"asic-array: layer '{layer.name}' is a grouped convolution (groups="
+                                   f"{layer.groups}); only standard and depthwise layers are supported")
+        self.lay = LayerTensors.of(workload, o.pe_bits)
+        self.space = self._build_space()
+
+    # ---- space --------------------------------------------------------------------------
+    def _build_space(self) -> AsicSpace:
+        o = self.options
+        hw = {"rows": o.rows, "cols": o.cols, "rf_bytes": o.rf_bytes, "gb_kib": o.gb_kib,
+              "gb_split": list(range(len(GB_SPLITS)))}
+        if o.dataflow == "per-accelerator":
+            hw["dataflow"] = list(range(len(DATAFLOWS)))
+        layers = {}
+        for layer in self.workload.layers:
+            d = {"tk": _pow2_upto(layer.out_ch),
+                 "tc": [1] if layer.depthwise else _pow2_upto(layer.in_ch),
+                 "toy": _pow2_upto(layer.out_h),
+                 "order": list(range(len(ORDERS)))}
+            if o.dataflow == "per-layer":
+                d["dataflow"] = list(range(len(DATAFLOWS)))
+            layers[layer.name] = d
+        if len(layers) != len(self.workload.layers):
+            raise AutonbaError("asic-array: layer names of the workload must be unique")
+        return AsicSpace(hw, layers)
+
+    @classmethod
+    def load_platform(cls, name: str | None) -> Technology:
+        return load_technology(name or "generic-45nm")
+
+    @property
+    def clock_hz(self) -> float:
+        return self.tech.clock_hz
+
+    # ---- cost model ---------------------------------------------------------------------
+    def evaluate(self, hw: torch.Tensor, maps: torch.Tensor) -> AsicEval:
+        """Costs of B designs given as factor values: array (B, H) and per-layer mappings (B, L, M)."""
+        sp, o = self.space, self.options
+        col = lambda f: hw[:, sp.hw_index(f)].unsqueeze(1)  # noqa: E731  (B, 1)
+        df = col("dataflow") if "dataflow" in sp.hw_factors else maps[..., sp.map_index("dataflow")]
+        compute, util, fixed = self.array_costs(col("rows"), col("cols"), col("rf_bytes"), df,
+                                                col("gb_kib"), col("gb_split"))
+        tk, tc, toy, order = (maps[..., sp.map_index(f)] for f in ("tk", "tc", "toy", "order"))
+        tk, tc, toy, fits = self.legalise(tk, tc, toy, col("gb_kib"), col("gb_split"))
+        traffic = self.traffic(tk, tc, toy, order)                                  # (B, L, 3)
+        e_traffic = (traffic * self.traffic_pj_per_bit(col("gb_kib"), col("gb_split"))).sum(-1)
+        dram_bits = traffic.sum(-1)
+        latency = torch.maximum(compute, self.dram_cycles(dram_bits))
+        area = self.area(hw)
+        e_leak = latency * self.leak_pj_per_cycle(area).unsqueeze(1)
+        e_dram = dram_bits * self.tech.energy.dram_pj_per_bit
+        parts = torch.cat([fixed[..., :3], (fixed[..., 3] + e_traffic - e_dram).unsqueeze(-1),
+                           e_dram.unsqueeze(-1), e_leak.unsqueeze(-1)], -1)        # (B, L, levels)
+        layer_energy = parts.sum(-1)
+        total_lat, total_e = latency.sum(-1), layer_energy.sum(-1)
+        ok_area = torch.ones_like(area, dtype=torch.bool) if o.area_mm2 is None else area <= o.area_mm2 + 1e-12
+        all_fit = fits.all(-1)
+        objective = torch.where(all_fit, self.objective(total_e, total_lat), torch.full_like(total_e, float("inf")))
+        return AsicEval(total_lat, total_e, area, objective, ok_area & all_fit, all_fit, fits, parts.sum(1), latency,
+                        layer_energy, compute.expand_as(latency), dram_bits, util.expand_as(latency),
+                        torch.stack([tk, tc, toy], -1))
+
+    def objective(self, energy: torch.Tensor, latency: torch.Tensor) -> torch.Tensor:
+        return {"latency": latency, "energy": energy, "edp": energy * latency}[self.options.objective]
+
+    def array_costs(self, R, C, rf, df, gb, split, lay=None):
+        """What the array factors alone decide, per layer: compute cycles, utilisation and the energy
+        (pJ) of MACs, register files, array hops and the array's global-buffer accesses (..., L, 4)."""
+        lay = lay or self.lay
+        tech, b, acc = self.tech, lay.bits, float(self.options.acc_bits)
+        folds, per = fold_counts(df, R, C, lay.sr, lay.t, lay.kg, lay.macs_per_pe)
+        compute = lay.groups * (folds * per - 1)
+        util = lay.macs / (R * C * lay.macs_per_pe * compute)
+        # global-buffer accesses by the array (elements) and register-file reuse of the streamed operand
+        n_t = torch.ceil(torch.ceil(lay.t / lay.macs_per_pe) / R)
+        os_, ws_ = df == 0, df == 1
+        refolds = torch.where(df == 2, torch.ceil(lay.sr / C), torch.ceil(lay.kg / C))
+        stream_len = torch.where(os_, lay.t, torch.where(ws_, lay.sr, lay.kg))      # words per row per fold
+        reuse = (rf * 8 / (stream_len * b)).clamp(max=1.0)
+        stream_total = torch.where(df == 2, lay.kg * lay.t, lay.sr * lay.t)         # the streamed operand, once
+        streamed = stream_total * (1 + (refolds - 1) * (1 - reuse)) * lay.groups
+        rf_reads = stream_total * (refolds - 1) * reuse * lay.groups
+        stationary = torch.where(os_, torch.ceil(lay.sr / R) * lay.kg * lay.t,     # os: weights per row fold
+                                 torch.where(ws_, lay.kg * lay.t, lay.t * lay.sr)) * lay.groups
+        in_reads = torch.where(df == 2, stationary, streamed)
+        w_reads = torch.where(df == 2, streamed, stationary)
+        out_elems = lay.sr * lay.k
+        psum_folds = torch.where(os_, torch.ones_like(n_t), n_t)
+        out_bits = out_elems * ((psum_folds - 1) * 2 * acc + b)                     # partial sums written, read
+        e_mac = lay.macs * tech.mac_pj(b, b)
+        e_rf = (lay.macs * (2 * b + 2 * acc) + 2 * rf_reads * b) * tech.rf_pj_per_bit(rf)
+        moving = torch.where(os_, 2 * b, b + acc)                                   # two operands move per MAC
+        loads = torch.where(os_, out_elems, torch.where(ws_, lay.kg * lay.t, lay.t * lay.sr) * lay.groups)
+        e_hop = (lay.macs * moving + loads * b * R) * tech.energy.hop_pj_per_bit    # + stationary loads / drain
+        e_gb_bit = self.gb_pj_per_bit(gb, split)                                   # (..., 1, 3)
+        e_gb = w_reads * b * e_gb_bit[..., 0] + in_reads * b * e_gb_bit[..., 1] + out_bits * e_gb_bit[..., 2]
+        shape = torch.broadcast_shapes(compute.shape, e_rf.shape, e_gb.shape)
+        fixed = torch.stack([x.expand(shape) for x in (e_mac, e_rf, e_hop, e_gb)], -1)
+        return compute, util, fixed
+
+    def gb_pj_per_bit(self, gb: torch.Tensor, split: torch.Tensor) -> torch.Tensor:
+        """Access energy per bit of the buffer holding weights, inputs, outputs: (..., 1, 3)."""
+        return self.tech.gb_pj_per_bit(self.buffer_kib(gb, split))
+
+    def buffer_kib(self, gb: torch.Tensor, split: torch.Tensor) -> torch.Tensor:
+        """KiB of the buffer each operand lives in (the whole buffer when shared): (..., 1, 3)."""
+        frac = torch.tensor(SPLIT_FRACTIONS, dtype=torch.float64)[split.long()]     # (..., 1, 3)
+        return gb.unsqueeze(-1) * frac
+
+    def traffic_pj_per_bit(self, gb: torch.Tensor, split: torch.Tensor) -> torch.Tensor:
+        """Energy of one bit moved between DRAM and its buffer, per operand: (..., 1, 3)."""
+        return self.gb_pj_per_bit(gb, split) + self.tech.energy.dram_pj_per_bit
+
+    def dram_cycles(self, bits: torch.Tensor) -> torch.Tensor:
+        return torch.ceil(bits / (8 * self.tech.dram_bytes_per_cycle))
+
+    def leak_pj_per_cycle(self, area: torch.Tensor) -> torch.Tensor:
+        return self.tech.energy.leakage_mw_per_mm2 * area * 1e-3 / self.tech.clock_hz * 1e12
+
+    def area(self, hw: torch.Tensor) -> torch.Tensor:
+        """Area (mm^2) of array designs (B, H): PEs with their register files, and the global buffer."""
+        sp, o = self.space, self.options
+        col = lambda f: hw[:, sp.hw_index(f)]  # noqa: E731
+        banks = torch.where(col("gb_split") == 0, 1.0, 3.0)
+        return (col("rows") * col("cols") * self.tech.pe_mm2(o.pe_bits, o.acc_bits, col("rf_bytes"))
+                + self.tech.sram_mm2(col("gb_kib"), banks))
+
+    def footprint(self, tk, tc, toy, lay=None) -> torch.Tensor:
+        """Bits of one (weights, inputs, outputs) tile, double-buffered: (..., 3)."""
+        lay = lay or self.lay
+        b, acc = lay.bits, float(self.options.acc_bits)
+        ch_in = torch.where(lay.dw, tk, tc)
+        w = tk * torch.where(lay.dw, torch.ones_like(tc), tc) * lay.f ** 2 * b
+        i = ch_in * lay.in_cols * torch.minimum((toy - 1) * lay.s + lay.f, lay.in_rows) * b
+        out = tk * toy * lay.ox * acc
+        return 2 * torch.stack([w, i, out], -1)
+
+    def legalise(self, tk, tc, toy, gb, split, lay=None):
+        """Halve the largest tile dimension that matters to an overflowing buffer until every tile fits;
+        the tiles (clipped to the layer) and whether they fit."""
+        lay = lay or self.lay
+        tk, tc, toy = torch.minimum(tk, lay.k), torch.minimum(tc, lay.cg), torch.minimum(toy, lay.oy)
+        cap = self.buffer_kib(gb, split) * 8192                                     # (..., 1, 3) bits
+        shared, total = split == 0, gb * 8192
+        relevant = torch.tensor([[1, 1, 0], [0, 1, 1], [1, 0, 1]], dtype=torch.float64)  # (operand, dim k/c/y)
+        for _ in range(64):
+            fp = self.footprint(tk, tc, toy, lay)                                          # (B, L, 3)
+            over_split = fp > cap
+            over_shared = (fp.sum(-1, keepdim=True) > total.unsqueeze(-1)).expand_as(fp)
+            over = torch.where(shared.unsqueeze(-1), over_shared, over_split)          # (B, L, 3)
+            if not bool(over.any()):
+                break
+            dims = torch.stack([tk, tc, toy], -1)
+            score = (over.to(torch.float64) @ relevant > 0) * dims * (dims > 1)       # (B, L, 3)
+            pick = score.argmax(-1, keepdim=True)
+            can = score.gather(-1, pick) > 0
+            halved = torch.ceil(dims.gather(-1, pick) / 2)
+            dims = dims.scatter(-1, pick, torch.where(can, halved, dims.gather(-1, pick)))
+            if not bool(can.any()):
+                break
+            tk, tc, toy = dims.unbind(-1)
+        fp = self.footprint(tk, tc, toy, lay)
+        fits = torch.where(shared, fp.sum(-1) <= total, (fp <= cap).all(-1))
+        return tk, tc, toy, fits
+
+    def traffic(self, tk, tc, toy, order, lay=None):
+        """DRAM traffic (bits) of weights, inputs and outputs under a tiling and loop order: (..., 3)."""
+        lay = lay or self.lay
+        b, acc = lay.bits, float(self.options.acc_bits)
+        n = {"k": torch.ceil(lay.k / tk), "c": torch.where(lay.dw, torch.ones_like(tc), torch.ceil(lay.cg / tc)),
+             "y": torch.ceil(lay.oy / toy)}
+        one = torch.ones_like(tk)
+        rel = {"w": ("k", "c"), "i": ("c", "y"), "o": ("k", "y")}
+        dw_rel = {"w": ("k",), "i": ("k", "y"), "o": ("k", "y")}
+        reload = {}
+        for op in ("w", "i", "o"):
+            per_order = []
+            for od in ORDERS:
+                std, dwr = (self._reload(od, rel[op], n, one), self._reload(od, dw_rel[op], n, one))
+                per_order.append(torch.where(lay.dw, dwr, std))
+            stacked = torch.stack(per_order, -1)
+            reload[op] = stacked.gather(-1, order.long().unsqueeze(-1)).squeeze(-1)
+        w_bits = lay.k * lay.cg * lay.f ** 2 * b
+        i_pass = lay.cin * lay.in_cols * (lay.in_rows + (n["y"] - 1) * lay.halo) * b
+        out = lay.sr * lay.k
+        # partial sums spill when the reduction loop (c) is outside the outputs' innermost loop
+        spills = torch.where(lay.dw, one, reload["o"])
+        return torch.stack([w_bits * reload["w"], i_pass * reload["i"], out * b + out * (spills - 1) * 2 * acc], -1)
+
+    @staticmethod
+    def _reload(order: str, relevant: tuple[str, ...], n: dict, one: torch.Tensor) -> torch.Tensor:
+        """Product of the trip counts of loops an operand does not depend on (for outputs: the reduction
+        loop c, for outputs counted as spills) that sit outside its innermost relevant loop."""
+        inner = max(order.index(d) for d in relevant)
+        out = one
+        for pos, d in enumerate(order[:inner]):
+            if d not in relevant:
+                out = out * n[d]
+        return out
+
+    def compulsory_bits(self) -> torch.Tensor:
+        """Every weight, every input element used and every output once, at their bitwidths (L,)."""
+        lay = self.lay
+        return (lay.k * lay.cg * lay.f ** 2 + lay.cin * lay.in_cols * lay.in_rows + lay.sr * lay.k) * lay.bits

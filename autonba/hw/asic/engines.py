@@ -1,0 +1,457 @@
+"""Search engines of the asic-array template: ``exact``, ``das``, ``random``, ``evolution``.
+
+They minimise the template's objective (latency, energy or EDP) under its area budget and count
+their budget in full-design evaluations. ``exact`` uses the structure of the cost model: a
+layer's mapping changes only its DRAM traffic, and a layer's energy and latency never fall when
+the traffic of an operand rises. So per (buffer size, split, layer) only the mappings on the
+Pareto front of (traffic energy, traffic bits) matter, and for each array design the best choice
+per layer is found exactly (for EDP, a product of sums, by a bound and, where the bound is not
+tight, a dynamic programme over layers).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from autonba.errors import AutonbaError
+from autonba.hw.asic.array import AsicArray
+from autonba.hw.asic.space import AsicSpace
+from autonba.hw.engines.base import Engine, EngineOptions, Outcome
+from autonba.hw.engines.das import _Adam
+from autonba.registry import Registry
+
+
+class AsicIncumbent:
+    """The best feasible design seen so far (values), and the objective trace."""
+
+    def __init__(self):
+        self.best: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.objective = float("inf")
+        self.trace: list[tuple[int, float]] = []
+
+    def offer(self, hw: torch.Tensor, maps: torch.Tensor, ev, evaluations: int) -> bool:
+        score = torch.where(ev.feasible, ev.objective, torch.full_like(ev.objective, float("inf")))
+        i = int(torch.argmin(score))
+        if float(score[i]) < self.objective:
+            self.objective = float(score[i])
+            self.best = (hw[i].clone(), maps[i].clone())
+            self.trace.append((evaluations, self.objective))
+            return True
+        return False
+
+    def outcome(self, evaluations: int, **info: Any) -> Outcome:
+        return Outcome(self.best, self.objective, evaluations, 0.0, self.trace, info)
+
+
+class AsicEngine(Engine):
+    """An engine over an :class:`AsicSpace`; ``warm_start`` is a design ``(hw values, map values)``."""
+
+    template: AsicArray
+    space: AsicSpace
+
+    def evaluate(self, hw_idx: torch.Tensor, map_idx: torch.Tensor):
+        hv, mv = self.space.values(hw_idx, map_idx)
+        return hv, mv, self.template.evaluate(hv, mv)
+
+    def warm_indices(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.warm_start is None:
+            return None
+        hw, maps = self.warm_start
+        return nearest(self.space.hw_table, self.space.hw_valid, hw), nearest(self.space.map_table,
+                                                                             self.space.map_valid, maps)
+
+    def penalised(self, ev, penalty: float) -> torch.Tensor:
+        """Objective x (1 + penalty x relative area overflow); designs whose tiles cannot fit rank last."""
+        cap = self.template.options.area_mm2
+        over = torch.zeros_like(ev.area) if cap is None else (ev.area / cap - 1).clamp(min=0)
+        finite = torch.isfinite(ev.objective)
+        worst = ev.objective[finite].max() * 10 if bool(finite.any()) else torch.tensor(1.0, dtype=torch.float64)
+        return torch.where(finite, ev.objective, worst) * (1 + penalty * over)
+
+
+def nearest(table: torch.Tensor, valid: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Indices of the allowed values closest (in log scale; exact for codes) to given values."""
+    dist = (torch.log(table.clamp(min=1e-9)) - torch.log(values.clamp(min=1e-9)).unsqueeze(-1)).abs()
+    dist = torch.where(table == values.unsqueeze(-1), torch.full_like(dist, -1.0), dist)
+    return torch.where(valid, dist, torch.full_like(dist, float("inf"))).argmin(-1)
+
+
+# ---- random ------------------------------------------------------------------------------
+class RandomOptions(EngineOptions):
+    batch: int = Field(512, gt=0, description="designs sampled per vectorised call")
+
+
+class AsicRandom(AsicEngine):
+    """Uniform sampling of array factors and every layer's mapping."""
+
+    name = "random"
+    Options = RandomOptions
+
+    def _run(self) -> Outcome:
+        inc, done = AsicIncumbent(), 0
+        with self.progress_bar(self.budget, "random") as bar:
+            while done < self.budget:
+                n = min(self.options.batch, self.budget - done)
+                hw, maps, _, _ = self.space.sample(n, generator=self.generator)
+                hv, mv, ev = self.evaluate(hw, maps)
+                done += n
+                bar.update(n)
+                inc.offer(hv, mv, ev, done)
+        return inc.outcome(done)
+
+
+# ---- evolution ---------------------------------------------------------------------------
+class EvolutionOptions(EngineOptions):
+    population: int = Field(256, ge=4)
+    tournament: int = Field(3, ge=2)
+    elite: int = Field(8, ge=0)
+    mutation: float = Field(0.05, gt=0, le=1, description="probability that a factor of a child is resampled")
+    penalty: float = Field(10.0, ge=0, description="fitness multiplier per unit of relative area overflow")
+
+
+class AsicEvolution(AsicEngine):
+    """A genetic algorithm: tournament selection, uniform crossover of array factors and of whole
+    layer mappings, per-factor mutation, elitism."""
+
+    name = "evolution"
+    Options = EvolutionOptions
+
+    def _run(self) -> Outcome:
+        o, sp, g = self.options, self.space, self.generator
+        P = min(o.population, self.budget)
+        hw, maps, _, _ = sp.sample(P, generator=g)
+        warm = self.warm_indices()
+        if warm is not None:
+            hw[0], maps[0] = warm
+        inc = AsicIncumbent()
+        hv, mv, ev = self.evaluate(hw, maps)
+        done = P
+        inc.offer(hv, mv, ev, done)
+        fit = self.penalised(ev, o.penalty)
+        L = sp.num_layers
+        with self.progress_bar(self.budget, "evolution") as bar:
+            bar.update(P)
+            while done < self.budget:
+                n = min(P, self.budget - done)
+                cand = torch.randint(0, P, (2, n, o.tournament), generator=g)
+                win = torch.gather(cand, 2, fit[cand].argmin(-1, keepdim=True)).squeeze(-1)
+                take_h = torch.rand(hw[win[0]].shape, generator=g) < 0.5
+                take_m = torch.rand((n, L, 1), generator=g) < 0.5
+                c_hw = torch.where(take_h, hw[win[0]], hw[win[1]])
+                c_maps = torch.where(take_m, maps[win[0]], maps[win[1]])
+                f_hw, f_maps, _, _ = sp.sample(n, generator=g)
+                c_hw = torch.where(torch.rand(c_hw.shape, generator=g) < o.mutation, f_hw, c_hw)
+                c_maps = torch.where(torch.rand(c_maps.shape, generator=g) < o.mutation, f_maps, c_maps)
+                chv, cmv, cev = self.evaluate(c_hw, c_maps)
+                done += n
+                bar.update(n)
+                inc.offer(chv, cmv, cev, done)
+                all_hw, all_maps = torch.cat([hw, c_hw]), torch.cat([maps, c_maps])
+                all_fit = torch.cat([fit, self.penalised(cev, o.penalty)])
+                elite = torch.argsort(fit)[:o.elite]
+                rest = torch.argsort(all_fit)
+                rest = rest[~torch.isin(rest, elite)][:P - len(elite)]
+                keep = torch.cat([elite, rest])
+                hw, maps, fit = all_hw[keep], all_maps[keep], all_fit[keep]
+        return inc.outcome(done)
+
+
+# ---- das ---------------------------------------------------------------------------------
+class DasOptions(EngineOptions):
+    batch: int = Field(128, gt=0, description="designs sampled per step")
+    lr: float = Field(0.1, gt=0, description="Adam learning rate of the design logits")
+    temperature: float = Field(1.0, gt=0)
+    final_temperature: float = Field(0.3, gt=0)
+    dual_lr: float = Field(0.5, gt=0, description="step of the multiplicative area-multiplier update")
+    warm_strength: float = Field(3.0, ge=0)
+    polish_rounds: int = Field(4, ge=0, description="final rounds of per-layer single-factor moves")
+
+
+class AsicDas(AsicEngine):
+    """Differentiable search with per-layer credit assignment.
+
+    Array factors and every layer's mapping factors have logits; each step samples a batch by
+    hard Gumbel-max and descends a score-function estimate. The array factors' cost is
+    log(objective) + mu x area / budget (mu a Lagrange multiplier raised while the batch
+    overspends the area). A layer's mapping only changes that layer's DRAM traffic, so it is
+    credited with log(traffic / compulsory traffic) of its own layer, not with the whole
+    objective: a per-layer signal with no noise from the other layers. The final polish moves
+    one mapping factor at a time in every layer at once (layers are independent given the
+    array), keeps each layer's best move, and accepts the assembled design if it is better."""
+
+    name = "das"
+    Options = DasOptions
+    default_budget = 8192
+
+    def _run(self) -> Outcome:
+        o, sp, t = self.options, self.space, self.template
+        H, Vh = sp.hw_table.shape
+        L, M, Vm = sp.map_table.shape
+        hl = torch.zeros((H, Vh), dtype=torch.float64)
+        ml = torch.zeros((L, M, Vm), dtype=torch.float64)
+        warm = self.warm_indices()
+        if warm is not None:
+            hl += o.warm_strength * torch.nn.functional.one_hot(warm[0], Vh)
+            ml += o.warm_strength * torch.nn.functional.one_hot(warm[1], Vm)
+        hl.requires_grad_(True)
+        ml.requires_grad_(True)
+        adam_h, adam_m = _Adam(hl, o.lr), _Adam(ml, o.lr)
+        mu = 1.0
+        cap = t.options.area_mm2
+        compulsory = t.compulsory_bits()
+        polish_cost = o.polish_rounds * (M * Vm + 1)
+        sample_budget = max(1, self.budget - min(polish_cost, self.budget // 4))
+        steps = max(1, math.ceil(sample_budget / o.batch))
+        inc, done = AsicIncumbent(), 0
+        with self.progress_bar(self.budget, "das") as bar:
+            if warm is not None:
+                hv, mv, ev = self.evaluate(warm[0].unsqueeze(0), warm[1].unsqueeze(0))
+                done += 1
+                inc.offer(hv, mv, ev, done)
+            for step in range(steps):
+                n = min(o.batch, sample_budget - done)
+                if n < 2:
+                    break
+                temp = o.temperature + (o.final_temperature - o.temperature) * step / max(1, steps - 1)
+                hw, maps, lp_h, lp_m = sp.sample(n, hl, ml, self.generator, temp)
+                hv, mv, ev = self.evaluate(hw, maps)
+                done += n
+                bar.update(n)
+                inc.offer(hv, mv, ev, done)
+                finite = torch.isfinite(ev.objective)
+                worst = ev.objective[finite].max() * 10 if bool(finite.any()) else torch.tensor(1.0)
+                cost_h = torch.log(torch.where(finite, ev.objective, worst))
+                if cap is not None:
+                    cost_h = cost_h + mu * ev.area / cap
+                cost_m = torch.log(ev.layer_dram_bits / compulsory)                   # (n, L)
+                cost_m = torch.where(ev.layer_fits, cost_m, cost_m.max() + 1)
+                adv_h = (cost_h - cost_h.mean()) / (cost_h.std() + 1e-9)
+                adv_m = (cost_m - cost_m.mean(0)) / (cost_m.std(0) + 1e-9)
+                loss = (adv_h.detach() * lp_h).mean() + (adv_m.detach() * lp_m).mean(0).sum()
+                gh, gm = torch.autograd.grad(loss, (hl, ml))
+                adam_h.step(gh)
+                adam_m.step(gm)
+                if cap is not None:
+                    mu = min(1e3, max(1e-3, mu * math.exp(o.dual_lr * (float(ev.area.mean()) / cap - 1))))
+            for _ in range(o.polish_rounds):
+                if inc.best is None or done + M * Vm + 1 > self.budget:
+                    break
+                improved, used = self._polish(inc, done)
+                done += used
+                bar.update(used)
+                if not improved:
+                    break
+        return inc.outcome(done, area_multiplier=mu)
+
+    def _polish(self, inc: AsicIncumbent, done: int) -> tuple[bool, int]:
+        """One round of per-layer single-factor mapping moves around the incumbent."""
+        sp, t = self.space, self.template
+        L, M, Vm = sp.map_table.shape
+        hw_i = nearest(sp.hw_table, sp.hw_valid, inc.best[0])
+        base = nearest(sp.map_table, sp.map_valid, inc.best[1])                         # (L, M)
+        moves = base.expand(M * Vm, L, M).clone()
+        for m in range(M):
+            moves[m * Vm:(m + 1) * Vm, :, m] = torch.arange(Vm).unsqueeze(1)
+        allowed = sp.map_valid.permute(1, 2, 0).reshape(M * Vm, L)                       # move allowed in layer
+        moves = torch.where(allowed.unsqueeze(-1), moves, base)
+        hv, mv, ev = self.evaluate(hw_i.expand(M * Vm, -1), moves)
+        # a layer's move changes only that layer: pick per layer the move with the least linearised cost
+        obj = t.options.objective
+        w_e = 1.0 / float(ev.energy.median()) if obj in ("energy", "edp") else 0.0
+        w_l = 1.0 / float(ev.latency.median()) if obj in ("latency", "edp") else 0.0
+        score = ev.layer_energy * w_e + ev.layer_latency * w_l
+        score = torch.where(ev.layer_fits & allowed, score, torch.full_like(score, float("inf")))
+        pick = score.argmin(0)                                                           # (L,)
+        best_maps = moves[pick, torch.arange(L)].unsqueeze(0)
+        hv1, mv1, ev1 = self.evaluate(hw_i.unsqueeze(0), best_maps)
+        used = M * Vm + 1
+        return inc.offer(hv1, mv1, ev1, done + used), used
+
+
+# ---- exact -------------------------------------------------------------------------------
+class ExactOptions(EngineOptions):
+    max_evaluations: int = Field(500_000_000, gt=0, description="refuse spaces needing more layer-mapping "
+                                                                "evaluations than this")
+    block: int = Field(4096, gt=0, description="array designs costed per vectorised call")
+
+
+class AsicExact(AsicEngine):
+    """Provably optimal over the whole space (``budget`` does not apply)."""
+
+    name = "exact"
+    Options = ExactOptions
+
+    def _run(self) -> Outcome:
+        sp, t, o = self.space, self.template, self.options
+        n_hw, n_maps = sp.size()
+        gb_vals = sp.hw_table[sp.hw_index("gb_kib")][sp.hw_valid[sp.hw_index("gb_kib")]]
+        sp_vals = sp.hw_table[sp.hw_index("gb_split")][sp.hw_valid[sp.hw_index("gb_split")]]
+        per_layer_df = "dataflow" in sp.map_factors
+        work = len(gb_vals) * len(sp_vals) * n_maps
+        if work > o.max_evaluations:
+            raise AutonbaError(f"exact: the space needs {work:,} layer-mapping evaluations (> max_evaluations="
+                               f"{o.max_evaluations:,}); pin factors with --fix, or use das / evolution")
+        # 1. per buffer configuration and layer: the Pareto front of (traffic energy, traffic bits)
+        fronts = {}
+        for gb in gb_vals.tolist():
+            for split in sp_vals.tolist():
+                fronts[(gb, split)] = [self._front(layer, gb, split) for layer in range(sp.num_layers)]
+        # 2. every array design: per-layer best choices on the fronts
+        inc, done = AsicIncumbent(), 0
+        with self.progress_bar(n_hw, "exact") as bar:
+            for idx in sp.enumerate_hw(o.block):
+                hv = sp.hw_table.gather(1, idx.T).T                                       # (n, H)
+                for key in {(float(g), float(s)) for g, s in hv[:, [sp.hw_index("gb_kib"),
+                                                                    sp.hw_index("gb_split")]].tolist()}:
+                    sel = (hv[:, sp.hw_index("gb_kib")] == key[0]) & (hv[:, sp.hw_index("gb_split")] == key[1])
+                    self._best_for(hv[sel], fronts[key], inc, done, per_layer_df)
+                done += len(idx)
+                bar.update(len(idx))
+        return inc.outcome(done, layer_mapping_evaluations=work)
+
+    def _front(self, layer: int, gb: float, split: float):
+        """Mappings of one layer under one buffer: the Pareto front of (traffic pJ, traffic bits)."""
+        sp, t = self.space, self.template
+        lay = t.lay.select([layer])
+        idx = sp.enumerate_maps(layer)                                                    # (n, M)
+        vals = sp.map_table[layer].gather(1, idx.T).T.unsqueeze(1)                      # (n, 1, M)
+        col = lambda f: vals[..., sp.map_index(f)]  # noqa: E731
+        g, s = torch.tensor([[gb]], dtype=torch.float64), torch.tensor([[split]], dtype=torch.float64)
+        tk, tc, toy = torch.minimum(col("tk"), lay.k), torch.minimum(col("tc"), lay.cg), torch.minimum(col("toy"), lay.oy)
+        fp = t.footprint(tk, tc, toy, lay)                                               # (n, 1, 3)
+        cap = t.buffer_kib(g, s) * 8192
+        fits = (fp.sum(-1) <= gb * 8192) if split == 0 else (fp <= cap).all(-1)
+        tr = t.traffic(tk, tc, toy, col("order"), lay)                                  # (n, 1, 3)
+        e = (tr * t.traffic_pj_per_bit(g, s)).sum(-1)[:, 0]
+        bits = tr.sum(-1)[:, 0]
+        fits = fits[:, 0]
+        if not bool(fits.any()):
+            return None
+        e, bits, keep_vals = e[fits], bits[fits], vals[fits, 0]
+        order = torch.argsort(bits, stable=True)
+        order = order[torch.argsort(e[order], stable=True)]                              # by energy, then bits
+        b_sorted = bits[order]
+        best_before = torch.cat([torch.tensor([float("inf")], dtype=torch.float64), b_sorted.cummin(0).values[:-1]])
+        keep = order[b_sorted < best_before]
+        e, bits, keep_vals = e[keep], bits[keep], keep_vals[keep]
+        if "dataflow" not in sp.map_factors:
+            return e, bits, keep_vals, None
+        # per-layer dataflow: traffic does not depend on it, so every front point comes in every dataflow
+        m = sp.map_index("dataflow")
+        codes = sp.map_table[layer, m][sp.map_valid[layer, m]]
+        reps = keep_vals.repeat(len(codes), 1)
+        reps[:, m] = codes.repeat_interleave(len(keep_vals))
+        return e.repeat(len(codes)), bits.repeat(len(codes)), reps, reps[:, m]
+
+    def _best_for(self, hv: torch.Tensor, fronts, inc: AsicIncumbent, done: int, per_layer_df: bool) -> None:
+        """Best mapping per layer for array designs sharing one buffer configuration."""
+        sp, t = self.space, self.template
+        if any(f is None for f in fronts):
+            return
+        n, L = len(hv), sp.num_layers
+        col = lambda f: hv[:, sp.hw_index(f)].unsqueeze(1)  # noqa: E731
+        P = max(len(f[0]) for f in fronts)
+        e_tr = torch.full((L, P), float("inf"), dtype=torch.float64)
+        bits = torch.zeros((L, P), dtype=torch.float64)
+        dfs = torch.zeros((L, P), dtype=torch.float64)
+        for layer, f in enumerate(fronts):
+            e_tr[layer, :len(f[0])], bits[layer, :len(f[0])] = f[0], f[1]
+            if per_layer_df:
+                dfs[layer, :len(f[0])] = f[3]
+        if per_layer_df:  # compute costs per front point's dataflow
+            df = dfs.unsqueeze(0)                                                           # (1, L, P)
+            R, C, rf = (col(x).unsqueeze(-1) for x in ("rows", "cols", "rf_bytes"))
+            lay = _expand(t.lay, P)
+            compute, _, fixed = t.array_costs(R, C, rf, df, col("gb_kib").unsqueeze(-1), col("gb_split").unsqueeze(-1), lay)
+        else:
+            compute, _, fixed = t.array_costs(col("rows"), col("cols"), col("rf_bytes"), col("dataflow"),
+                                              col("gb_kib"), col("gb_split"))
+            compute, fixed = compute.unsqueeze(-1), fixed.unsqueeze(-2)
+        area = t.area(hv)
+        leak = t.leak_pj_per_cycle(area).view(n, 1, 1)
+        lat = torch.maximum(compute, t.dram_cycles(bits).unsqueeze(0))                     # (n, L, P)
+        energy = fixed.sum(-1) + e_tr.unsqueeze(0) + leak * lat
+        energy = torch.where(torch.isfinite(e_tr).unsqueeze(0), energy, torch.full_like(energy, float("inf")))
+        lat = torch.where(torch.isfinite(e_tr).unsqueeze(0), lat, torch.full_like(lat, float("inf")))
+        cap = t.options.area_mm2
+        ok = torch.ones(n, dtype=torch.bool) if cap is None else area <= cap + 1e-12
+        obj = t.options.objective
+        if obj == "latency":
+            pick = (lat + energy * 1e-30).argmin(-1)
+        elif obj == "energy":
+            pick = (energy + lat * 1e-30).argmin(-1)
+        else:
+            pick = self._edp_picks(energy, lat, ok, inc.objective)
+        if pick is None:
+            return
+        e_sel = energy.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1)
+        l_sel = lat.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1)
+        value = torch.where(ok, t.objective(e_sel, l_sel), torch.full_like(e_sel, float("inf")))
+        i = int(value.argmin())
+        if float(value[i]) < inc.objective:
+            maps = torch.stack([fronts[layer][2][int(pick[i, layer])] for layer in range(L)])
+            inc.objective = float(value[i])
+            inc.best = (hv[i].clone(), maps)
+            inc.trace.append((done, inc.objective))
+
+    @staticmethod
+    def _edp_picks(energy: torch.Tensor, lat: torch.Tensor, ok: torch.Tensor, bound: float):
+        """Per design (n), the per-layer front points minimising (sum E)(sum L); (n, L) or None."""
+        lb = energy.min(-1).values.sum(-1) * lat.min(-1).values.sum(-1)
+        # a first choice: the linearisation at the per-layer minima
+        e0, l0 = energy.min(-1).values.sum(-1), lat.min(-1).values.sum(-1)
+        pick = (energy / e0.view(-1, 1, 1) + lat / l0.view(-1, 1, 1)).argmin(-1)
+        value = energy.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1) * lat.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1)
+        best = min(bound, float(torch.where(ok, value, torch.full_like(value, float("inf"))).min()))
+        # designs whose bound could beat the best so far and whose first choice is not provably optimal
+        todo = torch.nonzero(ok & (lb < best) & (value > lb * (1 + 1e-12))).flatten()
+        for i in todo[torch.argsort(lb[todo])].tolist():
+            if float(lb[i]) >= best:
+                break
+            choice, v = _edp_dp(energy[i], lat[i])
+            if v < float(value[i]):
+                pick[i], value[i] = choice, v
+                best = min(best, v)
+        return pick
+
+
+def _edp_dp(energy: torch.Tensor, lat: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Exact min over one point per layer of (sum E)(sum L): DP over layers on the Pareto set of
+    partial sums. energy, lat: (L, P) with inf for absent points."""
+    E = torch.zeros(1, dtype=torch.float64)
+    T = torch.zeros(1, dtype=torch.float64)
+    back = []
+    for layer in range(energy.shape[0]):
+        ok = torch.isfinite(energy[layer])
+        pe, pl = energy[layer][ok], lat[layer][ok]
+        ids = torch.nonzero(ok).flatten()
+        e = (E.unsqueeze(1) + pe.unsqueeze(0)).flatten()
+        tt = (T.unsqueeze(1) + pl.unsqueeze(0)).flatten()
+        order = torch.argsort(tt, stable=True)
+        order = order[torch.argsort(e[order], stable=True)]
+        ts = tt[order]
+        before = torch.cat([torch.tensor([float("inf")], dtype=torch.float64), ts.cummin(0).values[:-1]])
+        keep = order[ts < before]
+        back.append((keep // len(pe), ids[keep % len(pe)]))
+        E, T = e[keep], tt[keep]
+    value = E * T
+    state = int(value.argmin())
+    best = float(value[state])
+    picks = []
+    for parent, option in reversed(back):
+        picks.append(int(option[state]))
+        state = int(parent[state])
+    return torch.tensor(picks[::-1]), best
+
+
+def _expand(lay, P: int):
+    """Layer tensors broadcast against a trailing front-point axis: (L, 1)."""
+    return type(lay)(**{k: v.unsqueeze(-1) for k, v in vars(lay).items()})
+
+
+ASIC_ENGINES: Registry[type[AsicEngine]] = Registry("engine")
+for _e in (AsicDas, AsicRandom, AsicEvolution, AsicExact):
+    ASIC_ENGINES.register(_e.name, _e)

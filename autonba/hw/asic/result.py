@@ -1,0 +1,93 @@
+"""Results of the asic-array template: the JSON users read and a short table."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from autonba.hw.asic.array import LEVELS, AsicArray
+from autonba.hw.asic.space import DATAFLOWS
+
+
+@dataclass
+class AsicResult:
+    template: str
+    technology: dict[str, Any]
+    workload: str
+    objective: str
+    feasible: bool
+    latency_cycles: float
+    latency_ms: float
+    fps: float
+    energy_uj: float
+    edp_uj_ms: float                 # energy (uJ) x latency (ms) = 1e-9 J*s
+    area_mm2: float
+    area_budget_mm2: float | None
+    utilisation: float               # MACs / (PE MAC slots x compute cycles), whole network
+    energy_breakdown_uj: dict[str, float]
+    design: dict[str, Any]
+    layers: list[dict[str, Any]]
+    engine: str | None = None
+    evaluations: int | None = None
+    seconds: float | None = None
+    trace: list[tuple[int, float]] = field(default_factory=list)  # (evaluations, best objective)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_design(cls, template: AsicArray, design: tuple[torch.Tensor, torch.Tensor], **search: Any) -> "AsicResult":
+        hv, mv = (x.unsqueeze(0) for x in design)
+        ev = template.evaluate(hv, mv)
+        sp, lay, tech = template.space, template.lay, template.tech
+        d = sp.to_dicts(hv, mv)[0]
+        df = (hv[0, sp.hw_index("dataflow")].expand(sp.num_layers) if "dataflow" in sp.hw_factors
+              else mv[0, :, sp.map_index("dataflow")])
+        R, C = float(hv[0, sp.hw_index("rows")]), float(hv[0, sp.hw_index("cols")])
+        slots = (R * C * lay.macs_per_pe * ev.layer_compute[0]).sum()
+        layers = []
+        for i, layer in enumerate(template.workload.layers):
+            tk, tc, toy = ev.tiles[0, i].tolist()
+            layers.append({
+                "name": layer.name, "depthwise": layer.depthwise, "bits": layer.bits, "macs": layer.macs,
+                "dataflow": DATAFLOWS[int(df[i])], "compute_cycles": float(ev.layer_compute[0, i]),
+                "latency_cycles": float(ev.layer_latency[0, i]),
+                "stall_cycles": float(ev.layer_latency[0, i] - ev.layer_compute[0, i]),
+                "utilisation": float(ev.layer_utilisation[0, i]), "dram_bits": float(ev.layer_dram_bits[0, i]),
+                "energy_uj": float(ev.layer_energy[0, i]) * 1e-6, "fits": bool(ev.layer_fits[0, i]),
+                "tiles": {"tk": int(tk), "tc": int(tc), "toy": int(toy)}})
+        lat_s = float(ev.latency[0]) / tech.clock_hz
+        e_uj = float(ev.energy[0]) * 1e-6
+        return cls(template=template.name,
+                   technology={"name": tech.name, "clock_mhz": tech.clock_mhz,
+                               "dram_bytes_per_cycle": tech.dram_bytes_per_cycle},
+                   workload=template.workload.name, objective=template.options.objective,
+                   feasible=bool(ev.feasible[0]), latency_cycles=float(ev.latency[0]), latency_ms=lat_s * 1e3,
+                   fps=1.0 / lat_s, energy_uj=e_uj, edp_uj_ms=e_uj * lat_s * 1e3, area_mm2=float(ev.area[0]),
+                   area_budget_mm2=template.options.area_mm2, utilisation=float(lay.macs.sum() / slots),
+                   energy_breakdown_uj={k: float(v) * 1e-6 for k, v in zip(LEVELS, ev.energy_levels[0])},
+                   design=d, layers=layers, **search)
+
+    def table(self) -> str:
+        """A short human-readable summary (for stderr)."""
+        a = self.design["array"]
+        budget = "" if self.area_budget_mm2 is None else f" of {self.area_budget_mm2:g}"
+        lines = [f"{self.template} on {self.technology['name']} | {self.workload} | "
+                 f"{'feasible' if self.feasible else 'INFEASIBLE'} | objective {self.objective}",
+                 f"array {a['rows']}x{a['cols']}"
+                 + (f" {a['dataflow']}" if "dataflow" in a else " (dataflow per layer)")
+                 + f", RF {a['rf_bytes']} B/PE, buffer {a['gb_kib']} KiB ({a['gb_split']}) | area {self.area_mm2:.3f}"
+                 f"{budget} mm2",
+                 f"latency {self.latency_cycles:,.0f} cycles ({self.latency_ms:.4g} ms, {self.fps:,.1f} FPS) | "
+                 f"energy {self.energy_uj:,.2f} uJ | EDP {self.edp_uj_ms:.4g} uJ*ms | utilisation "
+                 f"{100 * self.utilisation:.1f}%",
+                 "energy: " + ", ".join(f"{k} {v:,.2f}" for k, v in self.energy_breakdown_uj.items()) + " uJ"]
+        dw = [x for x in self.layers if x["depthwise"]]
+        if dw:
+            u = sum(x["macs"] for x in dw) / sum(x["macs"] / max(x["utilisation"], 1e-12) for x in dw)
+            lines.append(f"depthwise layers: {len(dw)}, utilisation {100 * u:.1f}% (one channel at a time)")
+        if self.engine:
+            lines.append(f"engine {self.engine}: {self.evaluations:,} evaluations in {self.seconds:.2f} s")
+        return "\n".join(lines)
