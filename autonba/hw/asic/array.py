@@ -231,7 +231,11 @@ class AsicArray:
         os_, ws_ = df == 0, df == 1
         refolds = torch.where(df == 2, torch.ceil(lay.sr / C), torch.ceil(lay.kg / C))
         stream_len = torch.where(os_, lay.t, torch.where(ws_, lay.sr, lay.kg))      # words per row per fold
-        reuse = (rf * 8 / (stream_len * b)).clamp(max=1.0)
+        e_gb_bit = self.gb_pj_per_bit(gb, split)                                   # (..., 1, 3) W, I, O
+        e_rf_bit = tech.rf_pj_per_bit(rf)
+        # the register file keeps the stream where that is cheaper than reading the buffer again
+        e_stream = torch.where(df == 2, e_gb_bit[..., 0], e_gb_bit[..., 1])
+        reuse = (rf * 8 / (stream_len * b)).clamp(max=1.0) * (2 * e_rf_bit < e_stream)
         stream_total = torch.where(df == 2, lay.kg * lay.t, lay.sr * lay.t)         # the streamed operand, once
         streamed = stream_total * (1 + (refolds - 1) * (1 - reuse)) * lay.groups
         rf_reads = stream_total * (refolds - 1) * reuse * lay.groups
@@ -243,11 +247,10 @@ class AsicArray:
         psum_folds = torch.where(os_, torch.ones_like(n_t), n_t)
         out_bits = out_elems * ((psum_folds - 1) * 2 * acc + b)                     # partial sums written, read
         e_mac = lay.macs * tech.mac_pj(b, b)
-        e_rf = (lay.macs * (2 * b + 2 * acc) + 2 * rf_reads * b) * tech.rf_pj_per_bit(rf)
+        e_rf = (lay.macs * (2 * b + 2 * acc) + 2 * rf_reads * b) * e_rf_bit
         moving = torch.where(os_, 2 * b, b + acc)                                   # two operands move per MAC
         loads = torch.where(os_, out_elems, torch.where(ws_, lay.kg * lay.t, lay.t * lay.sr) * lay.groups)
         e_hop = (lay.macs * moving + loads * b * R) * tech.energy.hop_pj_per_bit    # + stationary loads / drain
-        e_gb_bit = self.gb_pj_per_bit(gb, split)                                   # (..., 1, 3)
         e_gb = w_reads * b * e_gb_bit[..., 0] + in_reads * b * e_gb_bit[..., 1] + out_bits * e_gb_bit[..., 2]
         shape = torch.broadcast_shapes(compute.shape, e_rf.shape, e_gb.shape)
         fixed = torch.stack([x.expand(shape) for x in (e_mac, e_rf, e_hop, e_gb)], -1)

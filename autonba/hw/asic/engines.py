@@ -161,13 +161,16 @@ class AsicEvolution(AsicEngine):
 
 # ---- das ---------------------------------------------------------------------------------
 class DasOptions(EngineOptions):
-    batch: int = Field(128, gt=0, description="designs sampled per step")
+    batch: int = Field(64, gt=0, description="designs sampled per step")
     lr: float = Field(0.1, gt=0, description="Adam learning rate of the design logits")
     temperature: float = Field(1.0, gt=0)
     final_temperature: float = Field(0.3, gt=0)
     dual_lr: float = Field(0.5, gt=0, description="step of the multiplicative area-multiplier update")
     warm_strength: float = Field(3.0, ge=0)
-    polish_rounds: int = Field(4, ge=0, description="final rounds of per-layer single-factor moves")
+    polish_rounds: int = Field(4, ge=0, description="final rounds of local moves around the incumbent")
+    polish_share: float = Field(0.5, ge=0, le=1, description="largest share of the budget kept for polishing")
+    polish_starts: int = Field(3, ge=1, description="best distinct array designs the polish starts from")
+    polish_candidates: int = Field(2, ge=1, description="array designs per round whose mappings are re-optimised")
 
 
 class AsicDas(AsicEngine):
@@ -184,7 +187,7 @@ class AsicDas(AsicEngine):
 
     name = "das"
     Options = DasOptions
-    default_budget = 8192
+    default_budget = 16384
 
     def _run(self) -> Outcome:
         o, sp, t = self.options, self.space, self.template
@@ -202,10 +205,12 @@ class AsicDas(AsicEngine):
         mu = 1.0
         cap = t.options.area_mm2
         compulsory = t.compulsory_bits()
-        polish_cost = o.polish_rounds * (M * Vm + 1)
-        sample_budget = max(1, self.budget - min(polish_cost, self.budget // 4))
+        per_round = self._round_cost()
+        polish_cost = o.polish_rounds * per_round
+        sample_budget = max(1, self.budget - min(polish_cost, int(self.budget * o.polish_share)))
         steps = max(1, math.ceil(sample_budget / o.batch))
         inc, done = AsicIncumbent(), 0
+        starts = _Starts(o.polish_starts)
         with self.progress_bar(self.budget, "das") as bar:
             if warm is not None:
                 hv, mv, ev = self.evaluate(warm[0].unsqueeze(0), warm[1].unsqueeze(0))
@@ -221,11 +226,12 @@ class AsicDas(AsicEngine):
                 done += n
                 bar.update(n)
                 inc.offer(hv, mv, ev, done)
+                starts.add(hw, maps, ev)
                 finite = torch.isfinite(ev.objective)
                 worst = ev.objective[finite].max() * 10 if bool(finite.any()) else torch.tensor(1.0)
                 cost_h = torch.log(torch.where(finite, ev.objective, worst))
                 if cap is not None:
-                    cost_h = cost_h + mu * ev.area / cap
+                    cost_h = cost_h + mu * (ev.area / cap - 1).clamp(min=0)
                 cost_m = torch.log(ev.layer_dram_bits / compulsory)                   # (n, L)
                 cost_m = torch.where(ev.layer_fits, cost_m, cost_m.max() + 1)
                 adv_h = (cost_h - cost_h.mean()) / (cost_h.std() + 1e-9)
@@ -234,31 +240,100 @@ class AsicDas(AsicEngine):
                 gh, gm = torch.autograd.grad(loss, (hl, ml))
                 adam_h.step(gh)
                 adam_m.step(gm)
-                if cap is not None:
-                    mu = min(1e3, max(1e-3, mu * math.exp(o.dual_lr * (float(ev.area.mean()) / cap - 1))))
-            for _ in range(o.polish_rounds):
-                if inc.best is None or done + M * Vm + 1 > self.budget:
-                    break
-                improved, used = self._polish(inc, done)
-                done += used
-                bar.update(used)
-                if not improved:
-                    break
+                if cap is not None:  # raise mu while more than a tenth of the batch overspends, else lower it
+                    over = float((ev.area > cap).double().mean())
+                    mu = min(1e3, max(1e-2, mu * math.exp(o.dual_lr * (over - 0.1))))
+            # multi-start local search from the best distinct array designs the sampling saw
+            for h, m, value in starts.best():
+                local = AsicIncumbent()
+                local.best, local.objective = self.space.values(h[None], m[None]), value
+                local.best = (local.best[0][0], local.best[1][0])
+                for _ in range(o.polish_rounds):
+                    if done + per_round > self.budget:
+                        break
+                    improved, used = self._polish(local, done)
+                    done += used
+                    bar.update(used)
+                    if not improved:
+                        break
+                if local.objective < inc.objective:
+                    inc.objective, inc.best = local.objective, local.best
+                    inc.trace.append((done, inc.objective))
         return inc.outcome(done, area_multiplier=mu)
 
+    def _fit_area(self, hw: torch.Tensor) -> torch.Tensor:
+        """Array designs (indices) over the area budget with their buffer, then their register files,
+        shrunk to the largest sizes that fit (a bigger array pays with a smaller buffer)."""
+        sp, t = self.space, self.template
+        cap = t.options.area_mm2
+        if cap is None:
+            return hw[:0]
+        out = hw.clone()
+        for f in ("gb_kib", "rf_bytes"):
+            fi = sp.hw_index(f)
+            vals = torch.nonzero(sp.hw_valid[fi]).flatten()                              # allowed indices
+            cand = out.unsqueeze(1).repeat(1, len(vals), 1)
+            cand[:, :, fi] = vals
+            area = t.area(sp.hw_table.gather(1, cand.reshape(-1, cand.shape[-1]).T).T).view(len(out), -1)
+            size = sp.hw_table[fi, vals].expand_as(area)
+            best = torch.where(area <= cap, size, torch.full_like(size, -1.0)).argmax(-1)
+            fits = (area <= cap).any(-1)
+            over = t.area(sp.hw_table.gather(1, out.T).T) > cap
+            out[:, fi] = torch.where(over & fits, vals[best], out[:, fi])
+        return out
+
+    def _joint_factors(self) -> list[int]:
+        sp = self.space
+        return [sp.hw_index(f) for f in ("rows", "cols", "dataflow") if f in sp.hw_factors]
+
+    def _hw_moves(self) -> int:
+        sp = self.space
+        return 2 * (int(sp.hw_valid.sum()) + math.prod(int(sp.hw_valid[f].sum()) for f in self._joint_factors()))
+
+    def _round_cost(self) -> int:
+        sp = self.space
+        n = len(self._map_moves(torch.zeros(sp.map_table.shape[:2], dtype=torch.long))[0])
+        return self._hw_moves() + self.options.polish_candidates * (n + 1)
+
     def _polish(self, inc: AsicIncumbent, done: int) -> tuple[bool, int]:
-        """One round of per-layer single-factor mapping moves around the incumbent."""
+        """One round of moves around the incumbent: every single array-factor change and every array
+        shape (rows x cols), costed with the incumbent's mappings; then, for the best few of them, a
+        re-optimisation of every layer's mapping by single-factor moves."""
+        sp = self.space
+        H, Vh = sp.hw_table.shape
+        hw_i = nearest(sp.hw_table, sp.hw_valid, inc.best[0])
+        base = nearest(sp.map_table, sp.map_valid, inc.best[1])
+        moves_h = hw_i.expand(H * Vh, H).clone()
+        for f in range(H):
+            moves_h[f * Vh:(f + 1) * Vh, f] = torch.arange(Vh)
+        moves_h = moves_h[sp.hw_valid.reshape(-1)]
+        # the array's shape and dataflow move together (rows and cols trade against each other under an
+        # area budget, and which shape suits a layer depends on the dataflow)
+        joint = self._joint_factors()
+        combos = torch.cartesian_prod(*[torch.nonzero(sp.hw_valid[f]).flatten() for f in joint])
+        shape = hw_i.expand(len(combos), H).clone()
+        shape[:, joint] = combos
+        moves_h = torch.cat([moves_h, shape])
+        moves_h = torch.unique(torch.cat([moves_h, self._fit_area(moves_h)]), dim=0)
+        hv, mv, ev = self.evaluate(moves_h, base.expand(len(moves_h), -1, -1))
+        used = len(moves_h)
+        improved = inc.offer(hv, mv, ev, done + used)
+        score = torch.where(ev.feasible, ev.objective, torch.full_like(ev.objective, float("inf")))
+        top = torch.argsort(score)[:self.options.polish_candidates]
+        for i in top[torch.isfinite(score[top])].tolist():
+            ok, n = self._polish_maps(inc, moves_h[i], base, done + used)
+            improved |= ok
+            used += n
+        return improved, used
+
+    def _polish_maps(self, inc: AsicIncumbent, hw_i: torch.Tensor, base: torch.Tensor, done: int) -> tuple[bool, int]:
+        """Single-factor mapping moves in every layer at once on one array design; each layer keeps
+        its best move (a layer's mapping changes only that layer), and the result is offered."""
         sp, t = self.space, self.template
         L, M, Vm = sp.map_table.shape
-        hw_i = nearest(sp.hw_table, sp.hw_valid, inc.best[0])
-        base = nearest(sp.map_table, sp.map_valid, inc.best[1])                         # (L, M)
-        moves = base.expand(M * Vm, L, M).clone()
-        for m in range(M):
-            moves[m * Vm:(m + 1) * Vm, :, m] = torch.arange(Vm).unsqueeze(1)
-        allowed = sp.map_valid.permute(1, 2, 0).reshape(M * Vm, L)                       # move allowed in layer
-        moves = torch.where(allowed.unsqueeze(-1), moves, base)
-        hv, mv, ev = self.evaluate(hw_i.expand(M * Vm, -1), moves)
-        # a layer's move changes only that layer: pick per layer the move with the least linearised cost
+        moves, allowed = self._map_moves(base)
+        hv, mv, ev = self.evaluate(hw_i.expand(len(moves), -1), moves)
+        # the linearised objective: d log(E L) = dE / E + dL / L
         obj = t.options.objective
         w_e = 1.0 / float(ev.energy.median()) if obj in ("energy", "edp") else 0.0
         w_l = 1.0 / float(ev.latency.median()) if obj in ("latency", "edp") else 0.0
@@ -267,8 +342,53 @@ class AsicDas(AsicEngine):
         pick = score.argmin(0)                                                           # (L,)
         best_maps = moves[pick, torch.arange(L)].unsqueeze(0)
         hv1, mv1, ev1 = self.evaluate(hw_i.unsqueeze(0), best_maps)
-        used = M * Vm + 1
-        return inc.offer(hv1, mv1, ev1, done + used), used
+        return inc.offer(hv1, mv1, ev1, done + len(moves) + 1), len(moves) + 1
+
+    def _map_moves(self, base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mapping moves applied to every layer at once (L, M) -> (n, L, M), and where each is allowed
+        (n, L): tk, tc and the loop order jointly (a buffer holds k x c weight tiles, so they trade
+        against each other, and which tile shape is best depends on the order), the others one at a time."""
+        sp = self.space
+        L, M, Vm = sp.map_table.shape
+        joint = [sp.map_index(f) for f in ("tk", "tc", "order")]
+        V = [int(sp.map_valid[:, f].sum(-1).max()) for f in joint]
+        combos = torch.cartesian_prod(*[torch.arange(v) for v in V])
+        moves = [base.expand(len(combos), L, M).clone()]
+        moves[0][:, :, joint] = combos.unsqueeze(1)
+        for m in range(M):
+            if m not in joint:
+                mm = base.expand(Vm, L, M).clone()
+                mm[:, :, m] = torch.arange(Vm).unsqueeze(1)
+                moves.append(mm)
+        moves = torch.cat(moves)
+        ok = sp.map_valid.unsqueeze(0).expand(len(moves), -1, -1, -1).gather(-1, moves.unsqueeze(-1)).squeeze(-1)
+        allowed = ok.all(-1)                                                               # (n, L)
+        moves = torch.where(allowed.unsqueeze(-1), moves, base)
+        keep = allowed.any(-1)
+        return moves[keep], allowed[keep]
+
+
+class _Starts:
+    """The best feasible design seen for each of the ``n`` best distinct array designs (indices)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.items: dict[tuple, tuple[float, torch.Tensor, torch.Tensor]] = {}
+
+    def add(self, hw: torch.Tensor, maps: torch.Tensor, ev) -> None:
+        score = torch.where(ev.feasible, ev.objective, torch.full_like(ev.objective, float("inf")))
+        for i in torch.argsort(score)[:4 * self.n].tolist():
+            v = float(score[i])
+            if v == float("inf"):
+                break
+            key = tuple(hw[i].tolist())
+            if key not in self.items or v < self.items[key][0]:
+                self.items[key] = (v, hw[i].clone(), maps[i].clone())
+        if len(self.items) > 4 * self.n:
+            self.items = dict(sorted(self.items.items(), key=lambda kv: kv[1][0])[:self.n])
+
+    def best(self) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+        return [(h, m, v) for v, h, m in sorted(self.items.values(), key=lambda x: x[0])[:self.n]]
 
 
 # ---- exact -------------------------------------------------------------------------------

@@ -1,0 +1,209 @@
+"""The asic-array template: SCALE-Sim compute cycles, physical bounds of the cost model, exact
+search optimality, engines, files and errors."""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+
+import pytest
+import torch
+
+from autonba import accel
+from autonba.errors import AutonbaError
+from autonba.hw.asic.array import AsicArray
+from autonba.hw.asic.cycles import compute_cycles
+from autonba.hw.asic.engines import ASIC_ENGINES
+from autonba.hw.asic.tech import load_technology
+from autonba.hw.workload import Layer, Workload
+
+TECH = load_technology("generic-45nm")
+
+
+def scalesim_cycles(df: str, R: int, C: int, sr: int, t: int, k: int) -> int:
+    """The closed form, written out independently in plain integers."""
+    cd = lambda a, b: -(-a // b)  # noqa: E731
+    if df == "os":
+        return cd(sr, R) * cd(k, C) * (t + R + C - 2) - 1
+    if df == "ws":
+        return cd(t, R) * cd(k, C) * (sr + 2 * R + C - 2) - 1
+    return cd(t, R) * cd(sr, C) * (k + 2 * R + C - 2) - 1
+
+
+def test_issue_example():
+    sr, t, k = 16 * 16, 32 * 9, 64
+    assert [float(compute_cycles(d, 32, 32, sr, t, k)) for d in range(3)] == [5599, 6299, 11375]
+
+
+def test_fifty_random_cases_match_the_closed_form():
+    rng = random.Random(0)
+    for _ in range(50):
+        R, C = rng.choice([2, 3, 4, 8, 12, 16, 32, 64, 128]), rng.choice([2, 4, 5, 8, 16, 32, 64, 128])
+        f, s, o = rng.choice([1, 3, 5, 7]), rng.choice([1, 2]), rng.randint(1, 56)
+        cin, k = rng.randint(1, 512), rng.randint(1, 512)
+        d = rng.randrange(3)
+        got = float(compute_cycles(d, R, C, o * o, cin * f * f, k))
+        assert got == scalesim_cycles(("os", "ws", "is")[d], R, C, o * o, cin * f * f, k)
+
+
+def workload(bits: int = 8) -> Workload:
+    return Workload("tiny", [
+        Layer("stem", 3, 16, 16, 16, 16, 16, 3, bits=bits),
+        Layer("dw", 16, 16, 16, 16, 8, 8, 3, stride=2, groups=16, bits=bits),
+        Layer("pw", 16, 32, 8, 8, 8, 8, 1, bits=bits),
+        Layer("conv", 32, 32, 8, 8, 8, 8, 3, bits=bits),
+        Layer("fc", 32, 10, 1, 1, 1, 1, 1, bits=bits),
+    ])
+
+
+def sample(t: AsicArray, n: int, seed: int = 0):
+    hw, maps, _, _ = t.space.sample(n, generator=torch.Generator().manual_seed(seed))
+    return t.space.values(hw, maps)
+
+
+@pytest.mark.parametrize("dataflow", ["per-accelerator", "per-layer"])
+def test_physical_bounds(dataflow):
+    t = AsicArray(workload(), TECH, dataflow=dataflow)
+    hv, mv = sample(t, 2000)
+    ev = t.evaluate(hv, mv)
+    R, C = hv[:, 0:1], hv[:, 1:2]
+    lay = t.lay
+    # compute bound, utilisation <= 100 %
+    assert (ev.layer_compute >= lay.macs / (R * C * lay.macs_per_pe)).all()
+    assert (ev.layer_utilisation <= 1 + 1e-12).all() and (ev.layer_utilisation > 0).all()
+    # memory roofline: latency >= DRAM traffic / bandwidth, and >= compute
+    assert (ev.layer_latency >= ev.layer_dram_bits / (8 * TECH.dram_bytes_per_cycle) - 1e-9).all()
+    assert (ev.layer_latency >= ev.layer_compute).all()
+    # DRAM traffic >= compulsory traffic; energy >= compulsory traffic + MACs
+    comp = t.compulsory_bits()
+    assert (ev.layer_dram_bits >= comp - 1e-6).all()
+    floor = (comp * TECH.energy.dram_pj_per_bit + lay.macs * TECH.mac_pj(lay.bits, lay.bits)).sum()
+    assert (ev.energy >= floor).all()
+    assert torch.allclose(ev.energy_levels.sum(-1), ev.energy)
+    # area of the PEs and the buffer, positive; every sampled design's tiles legalised to fit
+    assert (ev.area > 0).all() and ev.fits.float().mean() > 0.9
+
+
+def test_lower_bitwidths_never_raise_cycles_or_energy():
+    prev = None
+    for bits in (8, 6, 4, 2):
+        t = AsicArray(workload(bits), TECH)
+        hv, mv = sample(t, 500, seed=3)  # same seed, same space shape: the same designs
+        ev = t.evaluate(hv, mv)
+        if prev is not None:
+            assert (ev.layer_compute <= prev.layer_compute).all()
+            assert (ev.layer_latency <= prev.layer_latency).all()
+            assert (ev.energy <= prev.energy * (1 + 1e-12)).all()
+            assert (ev.layer_dram_bits <= prev.layer_dram_bits).all()
+        prev = ev
+
+
+def test_precision_scaling_and_depthwise_mapping():
+    t = AsicArray(workload(2), TECH, pe_bits=8)
+    assert t.lay.macs_per_pe.tolist() == [16.0] * 5
+    t16 = AsicArray(workload(16), TECH, pe_bits=8)
+    assert t16.lay.macs_per_pe.tolist() == [0.25] * 5  # a 16-bit MAC takes four 8-bit PE cycles
+    # a depthwise layer runs channel by channel: 16 single-channel layers
+    t8 = AsicArray(workload(8), TECH)
+    hv, mv = sample(t8, 1)
+    ev = t8.evaluate(hv, mv)
+    R, C, df = (int(hv[0, t8.space.hw_index(f)]) for f in ("rows", "cols", "dataflow"))
+    assert float(ev.layer_compute[0, 1]) == 16 * scalesim_cycles(("os", "ws", "is")[df], R, C, 64, 9, 1)
+
+
+def brute_force(t: AsicArray):
+    """Every array design x every combination of layer mappings: the true optimum."""
+    sp = t.space
+    hw_all = torch.cat(list(sp.enumerate_hw()))
+    per_layer = [sp.enumerate_maps(i) for i in range(sp.num_layers)]
+    combos = torch.stack([torch.stack(c) for c in itertools.product(*per_layer)])       # (n, L, M)
+    best = float("inf")
+    for h in hw_all:
+        hv, mv = sp.values(h.expand(len(combos), -1), combos)
+        ev = t.evaluate(hv, mv)
+        best = min(best, float(torch.where(ev.feasible, ev.objective, torch.tensor(float("inf"))).min()))
+    return best
+
+
+@pytest.mark.parametrize("objective", ["edp", "energy", "latency"])
+def test_exact_is_optimal(objective):
+    wl = Workload("two", [Layer("a", 8, 16, 8, 8, 8, 8, 3), Layer("b", 16, 8, 8, 8, 4, 4, 1, stride=2)])
+    t = AsicArray(wl, TECH, objective=objective, area_mm2=0.06, rows=[2, 4], cols=[2, 8], rf_bytes=[4, 64],
+                  gb_kib=[1, 4])
+    space = t.space.fix({"order": "kcy", "gb_split": "shared"})
+    t.space = space
+    out = ASIC_ENGINES.get("exact")(t, space, progress=False).run()
+    want = brute_force(t)
+    assert out.bottleneck == pytest.approx(want, rel=1e-12)
+    hv, mv = out.best
+    ev = t.evaluate(hv.unsqueeze(0), mv.unsqueeze(0))
+    assert bool(ev.feasible[0]) and float(ev.objective[0]) == pytest.approx(want, rel=1e-12)
+
+
+def test_engines_rank_and_respect_the_area_budget():
+    t = AsicArray(workload(), TECH, objective="edp", area_mm2=0.5)
+    exact = ASIC_ENGINES.get("exact")(t, progress=False).run()
+    results = {name: ASIC_ENGINES.get(name)(t, seed=0, budget=2048, progress=False).run()
+               for name in ("das", "random", "evolution")}
+    for name, out in results.items():
+        hv, mv = out.best
+        ev = t.evaluate(hv.unsqueeze(0), mv.unsqueeze(0))
+        assert bool(ev.feasible[0]) and float(ev.area[0]) <= 0.5
+        assert out.bottleneck >= exact.bottleneck * (1 - 1e-12), name
+        assert out.evaluations <= 2048
+    assert results["das"].bottleneck <= 1.05 * exact.bottleneck
+    assert results["das"].bottleneck <= results["random"].bottleneck
+
+
+def test_accel_api_cli_and_design_files(tmp_path, capsys):
+    from autonba.cli import main
+
+    wl_path = tmp_path / "wl.json"
+    wl_path.write_text(json.dumps(workload().to_dict()))
+    r = accel.search(file=str(wl_path), template="asic-array", engine="das", budget=512, seed=1,
+                     template_options={"objective": "edp", "area_mm2": 1.0})
+    assert r.feasible and r.area_mm2 <= 1.0 and r.edp_uj_ms == pytest.approx(r.energy_uj * r.latency_ms)
+    assert len(r.layers) == 5 and r.layers[1]["depthwise"] and 0 < r.layers[1]["utilisation"] < 1
+    again = accel.evaluate([r.design], file=str(wl_path), template="asic-array",
+                           template_options={"objective": "edp", "area_mm2": 1.0})[0]
+    assert again.energy_uj == pytest.approx(r.energy_uj) and again.latency_cycles == r.latency_cycles
+    out = tmp_path / "r.json"
+    main(["accel", "search", "--workload", str(wl_path), "--template", "asic-array", "--objective", "latency",
+          "--area-mm2", "2", "--engine", "evolution", "--budget", "512", "--out", str(out)])
+    d = json.loads(out.read_text())
+    assert d["objective"] == "latency" and d["config"]["template_options"]["area_mm2"] == 2
+    design = tmp_path / "d.json"
+    design.write_text(json.dumps(d["design"]))
+    main(["accel", "eval", "--workload", str(wl_path), "--template", "asic-array", "--design", str(design)])
+    assert json.loads(capsys.readouterr().out)["latency_cycles"] == d["latency_cycles"]
+
+
+def test_bad_input_gives_clear_errors(tmp_path):
+    wl = workload()
+    t = AsicArray(wl, TECH)
+    design = t.space.to_dicts(*sample(t, 1))[0]
+    bad = json.loads(json.dumps(design))
+    bad["array"]["dataflow"] = "diagonal"
+    with pytest.raises(AutonbaError, match="dataflow.*allowed: os, ws, is"):
+        t.space.parse([bad])
+    bad = json.loads(json.dumps(design))
+    bad["layers"]["pw"]["tk"] = 64
+    with pytest.raises(AutonbaError, match="layer 'pw': tk=64 .* from 1 to 32"):
+        t.space.parse([bad])
+    bad = json.loads(json.dumps(design))
+    bad["array"]["banks"] = 2
+    with pytest.raises(AutonbaError, match="unknown factors \\['banks'\\]"):
+        t.space.parse([bad])
+    with pytest.raises(AutonbaError, match="grouped convolution"):
+        AsicArray(Workload("g", [Layer("g", 8, 8, 4, 4, 4, 4, 3, groups=2)]), TECH)
+    with pytest.raises(AutonbaError, match="rows.*>= 2"):
+        accel.search(network="resnet18-cifar", template="asic-array", template_options={"rows": [1, 4]})
+    with pytest.raises(AutonbaError, match="fits the area budget of 0.001 mm2"):
+        accel.search(file=None, network="resnet18-cifar", template="asic-array", engine="random", budget=64,
+                     template_options={"area_mm2": 0.001})
+    with pytest.raises(AutonbaError, match="unknown technology 'nm3'"):
+        accel.search(network="resnet18-cifar", template="asic-array", platform="nm3")
+    with pytest.raises(AutonbaError, match="--fix: unknown or per-layer design factor 'tk'"):
+        accel.search(network="resnet18-cifar", template="asic-array", fix={"tk": 4})
+    assert math.isfinite(TECH.clock_hz)
