@@ -204,9 +204,11 @@ def _cmd_joint_search(args: argparse.Namespace) -> None:
     out = args.out or time.strftime("runs/search-%Y%m%d-%H%M%S")
     result = search(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
     if result:
+        spec = (f"EDP {result['edp_uj_ms']:.4g} uJ*ms (target {result['target_edp_uj_ms']:g}, "
+                if result.get("target_edp_uj_ms") is not None else
+                f"FPS {result['fps']:,.1f} (target {result['target_fps']:,.0f}, ")
         print(f"derived: {' '.join(f'{o}@{b}' for o, b in zip(result['ops'], result['bits']))}\n"
-              f"FPS {result['fps']:,.1f} (target {result['target_fps']:,.0f}, "
-              f"{'met' if result['meets_target'] else 'NOT met'}) | supernet acc "
+              f"{spec}{'met' if result['meets_target'] else 'NOT met'}) | supernet acc "
               f"{100 * result['supernet_acc']:.1f}% | search {result['search_seconds']:.0f} s\n"
               f"wrote {out}/result.json", file=sys.stderr)
 
@@ -216,8 +218,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     final = retrain(args.run_dir, epochs=args.epochs, overrides=args.set, resume=args.resume,
                     progress=False if args.no_progress else None)
-    print(f"test accuracy {100 * final['test_acc']:.2f}% | FPS {final['fps']:,.1f} | "
-          f"DSP {final['dsp']:g} BRAM18K {final['bram18k']:g} | params {final['params']:,} | "
+    hw = (f"area {final['area_mm2']:.3g} mm2, EDP {final['edp_uj_ms']:.4g} uJ*ms" if "area_mm2" in final
+          else f"DSP {final['dsp']:g} BRAM18K {final['bram18k']:g}")
+    print(f"test accuracy {100 * final['test_acc']:.2f}% | FPS {final['fps']:,.1f} | {hw} | params {final['params']:,} | "
           f"MACs {final['macs']:,} | train {final['train_seconds']:.0f} s\n"
           f"wrote {args.run_dir}/final.json", file=sys.stderr)
 

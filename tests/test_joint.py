@@ -223,3 +223,35 @@ def test_two_ddp_processes_agree(tmp_path):
     assert proc.returncode == 0, "\n".join(x for x in proc.stderr.splitlines() if not x.startswith("epoch"))[-3000:]
     r = json.loads((run / "result.json").read_text())
     assert r["distributed"] == {"world_size": 2, "ranks_agree": True}
+
+
+@pytest.mark.parametrize("mode", ["joint", "sequential"])
+def test_asic_edp_search_train_report(tmp_path, mode):
+    """The joint search on the asic-array template with an EDP spec, then retraining and a report."""
+    hw = {"template": "asic-array", "engine_budget": 256, "final_engine": "das", "final_budget": 1024,
+          "template_options": {"objective": "edp", "area_mm2": 1.0}}
+    cfg = tiny_config(tmp_path, hardware=hw, target={"edp_uj_ms": 1.0}, mode=mode)
+    cfg["hardware"] = hw
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert main(["search", "-c", str(p), "--out", str(run), "--no-progress"]) == 0
+    r = json.loads((run / "result.json").read_text())
+    acc = json.loads((run / "accelerator.json").read_text())
+    assert r["accelerator"]["template"] == "asic-array" and r["accelerator"]["area_mm2"] <= 1.0
+    assert r["edp_uj_ms"] == pytest.approx(acc["edp_uj_ms"]) and r["target_edp_uj_ms"] == 1.0
+    assert r["meets_target"] == (acc["edp_uj_ms"] <= 1.0)
+    log = [json.loads(x) for x in (run / "search_log.jsonl").read_text().splitlines()]
+    assert all("edp_uj_ms" in x and "area_mm2" in x for x in log)
+    assert main(["train", str(run), "--no-progress"]) == 0
+    final = json.loads((run / "final.json").read_text())
+    assert final["edp_uj_ms"] == r["edp_uj_ms"] and final["area_mm2"] == r["accelerator"]["area_mm2"]
+    assert main(["report", str(run)]) == 0
+    assert "EDP" in (run / "report" / "summary.md").read_text()
+
+
+def test_edp_target_needs_the_asic_template(tmp_path, capsys):
+    p = write_config(tmp_path, target={"edp_uj_ms": 1.0})
+    assert main(["search", "-c", str(p), "--out", str(tmp_path / "r")]) != 0
+    assert "target.edp_uj_ms needs hardware.template: asic-array" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

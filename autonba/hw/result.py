@@ -52,6 +52,15 @@ class AccelResult:
                    bram_utilisation=float(ev.total_bram[0]) / p.bram18k, design={"chunks": design},
                    chunks=chunks, layers=layers, **search)
 
+    def summary(self) -> dict[str, Any]:
+        """The few figures a run's result.json keeps of its accelerator."""
+        return {"template": self.template, "platform": self.platform["name"], "engine": self.engine,
+                "feasible": self.feasible, "dsp": self.total_dsp, "bram18k": self.total_bram,
+                "dsp_utilisation": self.dsp_utilisation, "bram_utilisation": self.bram_utilisation}
+
+    def resources(self) -> str:
+        return f"DSP {self.total_dsp:g}, BRAM18K {self.total_bram:g}"
+
     def table(self) -> str:
         """A short human-readable summary (for stderr)."""
         p = self.platform

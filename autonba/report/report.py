@@ -88,6 +88,8 @@ def plot_curves(runs: list[Run], out: Path) -> None:
 
 
 def plot_layers(run: Run, out: Path) -> None:
+    if run.accel["template"] == "asic-array":
+        return _plot_asic_layers(run, out)
     plt = _plt()
     layers = run.accel["layers"]
     chunks = list(run.accel["chunks"])
@@ -106,7 +108,45 @@ def plot_layers(run: Run, out: Path) -> None:
     plt.close(fig)
 
 
+def _plot_asic_layers(run: Run, out: Path) -> None:
+    plt = _plt()
+    a, layers = run.accel, run.accel["layers"]
+    x = range(len(layers))
+    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(layers)), 4))
+    ax.bar(x, [lay["compute_cycles"] for lay in layers], label="compute (SCALE-Sim count)")
+    ax.bar(x, [lay["stall_cycles"] for lay in layers], bottom=[lay["compute_cycles"] for lay in layers],
+           label="DRAM stall")
+    ax.set_xticks(list(x), [f"{lay['name']} ({lay['dataflow']})" for lay in layers], rotation=90, fontsize=7)
+    ax.set(ylabel="cycles", title=f"per-layer latency on the final ASIC ({a['latency_ms']:.3g} ms, "
+                                  f"EDP {a['edp_uj_ms']:.4g} uJ*ms)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _plot_asic_resources(run: Run, out: Path) -> None:
+    plt = _plt()
+    a = run.accel
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+    budget = a["area_budget_mm2"]
+    ax[0].barh(0, a["area_mm2"], color="tab:blue")
+    if budget:
+        ax[0].axvline(budget, c="r", lw=1.5, label="budget")
+        ax[0].legend(fontsize=7)
+    arr = a["design"]["array"]
+    ax[0].set(yticks=[], xlabel="mm2", title=f"area: {arr['rows']}x{arr['cols']} PEs, {arr['gb_kib']} KiB buffer")
+    parts = {k: v for k, v in a["energy_breakdown_uj"].items() if v > 0}
+    ax[1].bar(list(parts), list(parts.values()))
+    ax[1].set(ylabel="uJ per frame", title=f"energy by level ({a['energy_uj']:.3g} uJ)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def plot_resources(run: Run, out: Path) -> None:
+    if run.accel["template"] == "asic-array":
+        return _plot_asic_resources(run, out)
     plt = _plt()
     a = run.accel
     budgets = {"DSP": a["platform"]["dsp"], "BRAM18K": a["platform"]["bram18k"]}
@@ -168,18 +208,21 @@ def _pct(x: float | None) -> str:
 
 def summary(runs: list[Run], images: dict[str, list[str]]) -> str:
     lines = ["# autonba report", "",
-             "| run | mode | seed | target FPS | FPS | met | supernet acc % | test acc % | DSP | BRAM18K | "
-             "search s | train s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | mode | seed | target | FPS | met | supernet acc % | test acc % | accelerator | "
+             "search s | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         res, fin = r.result, r.final or {}
         acc = res["accelerator"]
-        lines.append(f"| {r.path.name} | {res['mode']} | {res['seed']} | {res['target_fps']:,.0f} | {res['fps']:,.1f} | "
+        if acc["template"] == "asic-array":
+            hw = f"{acc['area_mm2']:.3g} mm2, {acc['energy_uj']:.3g} uJ, EDP {acc['edp_uj_ms']:.4g} uJ*ms"
+        else:
+            hw = f"DSP {acc['dsp']:g}, BRAM18K {acc['bram18k']:g}"
+        target = (f"EDP {res['target_edp_uj_ms']:g}" if res.get("target_edp_uj_ms") is not None
+                  else f"{res['target_fps']:,.0f} FPS")
+        train_s = f"{fin['train_seconds']:.0f}" if fin else "-"
+        lines.append(f"| {r.path.name} | {res['mode']} | {res['seed']} | {target} | {res['fps']:,.1f} | "
                      f"{'yes' if res['meets_target'] else 'no'} | {_pct(res['supernet_acc'])} | "
-                     f"{_pct(fin.get('test_acc'))} | {acc['dsp']:g} | {acc['bram18k']:g} | "
-                     f"{res['search_seconds']:.0f} | {fin['train_seconds']:.0f} |" if fin else
-                     f"| {r.path.name} | {res['mode']} | {res['seed']} | {res['target_fps']:,.0f} | {res['fps']:,.1f} | "
-                     f"{'yes' if res['meets_target'] else 'no'} | {_pct(res['supernet_acc'])} | - | {acc['dsp']:g} | "
-                     f"{acc['bram18k']:g} | {res['search_seconds']:.0f} | - |")
+                     f"{_pct(fin.get('test_acc'))} | {hw} | {res['search_seconds']:.0f} | {train_s} |")
     for r in runs:
         lines += ["", f"## {r.label}", "",
                   "blocks: " + ", ".join(f"{o}@{b}" for o, b in zip(r.result["ops"], r.result["bits"])), ""]

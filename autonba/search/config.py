@@ -15,9 +15,10 @@ class _Strict(BaseModel):
 
 
 class HardwareSpec(_Strict):
-    template: str = "fpga-chunk"
-    platform: str = "zc706"
-    template_options: dict[str, Any] = {}
+    template: str = Field("fpga-chunk", description="fpga-chunk, fpga-legacy or asic-array")
+    platform: str | None = Field(None, description="FPGA platform (default zc706) or, for asic-array, a "
+                                                   "technology (default generic-45nm); a name or a YAML path")
+    template_options: dict[str, Any] = Field({}, description="e.g. for asic-array {objective: edp, area_mm2: 2}")
     engine: str = Field("das", description="engine of the re-searches during the search")
     engine_budget: int = Field(4096, gt=0, description="design evaluations per re-search")
     final_engine: str = Field("exact", description="engine of the final accelerator (falls back to 'das' "
@@ -25,10 +26,17 @@ class HardwareSpec(_Strict):
     final_budget: int = Field(20480, gt=0)
     research_every: int = Field(20, gt=0, description="re-search the accelerator every N architecture steps")
 
+    @property
+    def resolved_platform(self) -> str:
+        return self.platform or ("generic-45nm" if self.template == "asic-array" else
+                                 "zc706-legacy" if self.template == "fpga-legacy" else "zc706")
+
 
 class TargetSpec(_Strict):
     fps: float = Field(40000.0, gt=0, description="frames per second the derived network must reach")
-    band: float = Field(1.25, gt=1, description="lambda halves when FPS exceeds fps * band")
+    edp_uj_ms: float | None = Field(None, gt=0, description="asic-array: the energy-delay product (uJ x ms) the "
+                                                            "derived network must reach; replaces fps as the spec")
+    band: float = Field(1.25, gt=1, description="lambda halves when FPS exceeds fps * band (EDP below edp / band)")
     lambda_init: float = Field(0.05, ge=0, description="weight of the hardware cost at the first search epoch")
     lambda_max: float = Field(100.0, gt=0)
 
@@ -87,3 +95,10 @@ class SearchConfig(_Strict):
     search: SearchSchedule = SearchSchedule()
     retrain: RetrainSchedule = RetrainSchedule()
     checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
+
+    @model_validator(mode="after")
+    def _edp_needs_asic(self) -> "SearchConfig":
+        if self.target.edp_uj_ms is not None and self.hardware.template != "asic-array":
+            raise ValueError("target.edp_uj_ms needs hardware.template: asic-array (an FPGA template has no energy "
+                             "model); give target.fps instead")
+        return self

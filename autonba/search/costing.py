@@ -12,7 +12,10 @@ architecture loss, the accelerator it is measured on, and the per-epoch measurem
   proportional to bit-ops). The accelerator is searched only for the final network.
 
 Costs are normalised so that 1.0 means "one frame at the target": cycles / (clock / target FPS),
-bit-ops / budget.
+bit-ops / budget. On the asic-array template the spec may be an energy-delay product instead
+(``target.edp_uj_ms``): a block then costs its first-order share of the network's EDP relative to
+the target, lambda follows the derived network's EDP, and the sequential bit-op budget scales with
+the square root of the EDP ratio (energy and latency each roughly proportional to bit-ops).
 """
 from __future__ import annotations
 
@@ -22,9 +25,11 @@ import torch
 
 from autonba.errors import AutonbaError
 from autonba.hw.network import layers_from_arch
+from autonba.hw.asic.tech import load_technology
 from autonba.hw.platform import load_platform
 from autonba.nas.space import SearchSpace
 from autonba.search.config import SearchConfig
+from autonba.search.asic_cost import AsicHardwareCost
 from autonba.search.hw_cost import Design, HardwareCost, Path, sum_per_block
 
 
@@ -38,7 +43,12 @@ class Costing:
     def __init__(self, cfg: SearchConfig, space: SearchSpace):
         self.cfg, self.space, self.mode = cfg, space, cfg.mode
         h = cfg.hardware
-        self.hw = HardwareCost(space.layout, h.template, load_platform(h.platform), h.template_options)
+        self.asic = h.template == "asic-array"
+        if self.asic:
+            self.hw = AsicHardwareCost(space.layout, load_technology(h.resolved_platform), h.template_options)
+        else:
+            self.hw = HardwareCost(space.layout, h.template, load_platform(h.resolved_platform), h.template_options)
+        self.edp = cfg.target.edp_uj_ms          # the spec is an EDP (asic-array) instead of an FPS
         self.frame_cycles = self.hw.platform.clock_hz / cfg.target.fps
         self.design: Design | None = None        # the current accelerator (joint, fixed-accel)
         self.bitops_budget: float | None = None  # sequential
@@ -55,13 +65,22 @@ class Costing:
 
     def check_reachable(self) -> float:
         """The FPS of the cheapest network on its best accelerator; an error if the target is above it."""
-        found = self._search(self.cheapest_path(), "exact", None, 0, None)
+        path = self.cheapest_path()
+        found = self._search(path, "exact", None, 0, None)
         best = found[1] if found else 0.0
+        if self.edp is not None:
+            edp = self.hw.metrics(path, found[0])["edp_uj_ms"] if found else float("inf")
+            if self.edp < edp:
+                raise AutonbaError(
+                    f"target.edp_uj_ms {self.edp:g} is out of reach: the cheapest network of the space (fewest "
+                    f"MACs per block, {min(self.space.bits)} bits) reaches at best {edp:.4g} uJ*ms on "
+                    f"{self.cfg.hardware.resolved_platform}; raise target.edp_uj_ms or the area budget")
+            return best
         if self.cfg.target.fps > best:
             raise AutonbaError(
                 f"target.fps {self.cfg.target.fps:g} is out of reach: the cheapest network of the space "
                 f"(fewest MACs per block, {min(self.space.bits)} bits) reaches at most {best:,.0f} FPS on "
-                f"{self.cfg.hardware.platform} with {self.cfg.hardware.template}; lower target.fps "
+                f"{self.cfg.hardware.resolved_platform} with {self.cfg.hardware.template}; lower target.fps "
                 f"or pick a larger platform")
         return best
 
@@ -72,8 +91,11 @@ class Costing:
             raise AutonbaError("no accelerator for the initial network fits the platform's budgets")
         self.design, fps = found
         info = {"initial_path": [list(p) for p in path], "initial_fps": fps}
+        if self.asic:
+            info.update({f"initial_{k}": v for k, v in self.hw.metrics(path, self.design).items()})
         if self.mode == "sequential":
-            self.bitops_budget = float(block_bitops(self.space, path).sum()) * fps / self.cfg.target.fps
+            ratio = (self.edp / info["initial_edp_uj_ms"]) ** 0.5 if self.edp else fps / self.cfg.target.fps
+            self.bitops_budget = float(block_bitops(self.space, path).sum()) * ratio
             info["bitops_budget"] = self.bitops_budget
             self.design = None
         return info
@@ -84,6 +106,8 @@ class Costing:
         if path not in self._cache:
             if self.mode == "sequential":
                 cost = block_bitops(self.space, path) / self.bitops_budget
+            elif self.edp is not None:
+                cost = self.hw.block_edp_cost(path, self.design, self.edp)
             else:
                 cycles, _, _ = self.hw.block_cycles(path, self.design)
                 cost = cycles / self.frame_cycles
@@ -104,24 +128,39 @@ class Costing:
     # ---- per epoch: measure the derived network, adapt lambda -------------------------------------
     def measure(self, path: Path, seed: int) -> dict[str, Any]:
         bitops = float(block_bitops(self.space, path).sum())
+        design = self.design
         if self.mode == "fixed-accel":
             _, fps, feasible = self.hw.block_cycles(path, self.design)
         else:
             found = self._search(path, self.cfg.hardware.engine, self.design, seed, self.cfg.hardware.engine_budget)
             fps, feasible = (found[1], True) if found else (0.0, False)
-        return {"fps": fps, "accel_feasible": feasible, "bitops": bitops}
+            design = found[0] if found else None
+        m = {"fps": fps, "accel_feasible": feasible, "bitops": bitops}
+        if self.asic:
+            m.update(self.hw.metrics(path, design) if design else {"edp_uj_ms": float("inf")})
+        return m
 
     def meets(self, m: dict[str, Any]) -> bool:
         """Whether a measured network meets the spec as this mode sees it (bit-op budget in sequential)."""
         if self.mode == "sequential":
             return m["bitops"] <= self.bitops_budget
+        if self.edp is not None:
+            return m["accel_feasible"] and m["edp_uj_ms"] <= self.edp
         return m["fps"] >= self.cfg.target.fps
+
+    def final_meets(self, accel) -> bool:
+        """Whether the final accelerator meets the spec (FPS, or EDP on asic-array)."""
+        if self.edp is not None:
+            return accel.feasible and accel.edp_uj_ms <= self.edp
+        return accel.fps >= self.cfg.target.fps
 
     def adapt(self, lam: float, m: dict[str, Any]) -> float:
         """Double lambda below the target, halve it above the band (bit-ops budget in sequential)."""
         t = self.cfg.target
         if self.mode == "sequential":
             high = m["bitops"] < self.bitops_budget / t.band
+        elif self.edp is not None:
+            high = m["edp_uj_ms"] < self.edp / t.band
         else:
             high = m["fps"] > t.fps * t.band
         if not self.meets(m):

@@ -224,7 +224,7 @@ class JointSearch:
                    "arch_loss": float(sums[1]) / max(n, 1) if not warm else None,
                    "hw_cost": float(sums[2]) / max(n, 1) if not warm else None,
                    "sampled_arch_acc": float(sums[3] / sums[4]) if not warm else None,
-                   "supernet_acc": acc, "fps": m["fps"], "accel_feasible": m["accel_feasible"], "bitops": m["bitops"],
+                   "supernet_acc": acc, **m,
                    "meets_spec": self.costing.meets(m), "lambda": lam_used, "next_lambda": self.lam,
                    "temperature": temperature,
                    "lr": self.w_opt.param_groups[0]["lr"], "arch_steps": self.arch_steps,
@@ -243,7 +243,10 @@ class JointSearch:
     def _epoch_line(self, r: dict[str, Any]) -> None:
         loss = f"loss {r['weight_loss']:.3f}" + (f" arch {r['arch_loss']:.3f}" if r["arch_loss"] is not None else "")
         print(f"epoch {r['epoch']:>3}/{self.cfg.search.epochs} {r['phase']:<6} {loss} | supernet acc "
-              f"{100 * r['supernet_acc']:.1f}% | FPS {r['fps']:,.0f} (target {self.cfg.target.fps:,.0f}) | "
+              f"{100 * r['supernet_acc']:.1f}% | " + (
+                  f"EDP {r['edp_uj_ms']:.4g} uJ*ms (target {self.cfg.target.edp_uj_ms:g}) | "
+                  if self.cfg.target.edp_uj_ms is not None else
+                  f"FPS {r['fps']:,.0f} (target {self.cfg.target.fps:,.0f}) | ") +
               f"lambda {r['lambda']:.3g} | T {r['temperature']:.2f} | {r['seconds']:.0f}s", file=sys.stderr)
 
     def derived(self) -> tuple[Arch, int]:
@@ -275,10 +278,10 @@ class JointSearch:
             "mode": self.cfg.mode, "bits_sampling": self.cfg.bits_sampling, "seed": self.cfg.seed,
             "dataset": self.cfg.data.name, "space": self.cfg.space,
             "arch": arch.model_dump(), "ops": [b.op for b in arch.blocks], "bits": [b.bits for b in arch.blocks],
-            "target_fps": self.cfg.target.fps, "fps": accel.fps, "meets_target": accel.fps >= self.cfg.target.fps,
-            "accelerator": {"template": accel.template, "platform": accel.platform["name"], "engine": accel.engine,
-                            "feasible": accel.feasible, "dsp": accel.total_dsp, "bram18k": accel.total_bram,
-                            "dsp_utilisation": accel.dsp_utilisation, "bram_utilisation": accel.bram_utilisation},
+            "target_fps": self.cfg.target.fps, "fps": accel.fps, "meets_target": self.costing.final_meets(accel),
+            **({"target_edp_uj_ms": self.cfg.target.edp_uj_ms, "edp_uj_ms": accel.edp_uj_ms}
+               if self.costing.asic else {}),
+            "accelerator": accel.summary(),
             "macs": arch.workload().macs, "bitops": self.log[epoch - 1]["bitops"],
             "derived_after_epoch": epoch, "supernet_acc": self.log[epoch - 1]["supernet_acc"],
             "final_lambda": self.lam, "reachable_fps": self.reachable_fps,

@@ -70,7 +70,7 @@ def export_onnx(model: DerivedNet, path: Path, metadata: dict[str, Any]) -> None
 def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str] | None = None,
             resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
-    for f in ("config.yaml", "arch.json", "accelerator.json"):
+    for f in ("config.yaml", "arch.json", "result.json"):
         if not (run_dir / f).is_file():
             raise AutonbaError(f"{run_dir} lacks {f}: give the directory of a finished 'autonba search' run")
     cfg = load_run_config(run_dir)
@@ -80,7 +80,7 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
         sched["epochs"] = epochs
     sched = validate(RetrainSchedule, sched, "retrain")
     arch = Arch.load(run_dir / "arch.json")
-    accel = read_json(run_dir / "accelerator.json", "accelerator")
+    result = read_json(run_dir / "result.json", "result")
     device = resolve_device(cfg.device)
     show = sys.stderr.isatty() if progress is None else progress
 
@@ -142,9 +142,9 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
     final = {
         "test_acc": test_acc, "val_acc": state["best_acc"], "best_epoch": state["best_epoch"],
         "epochs": sched.epochs, "train_seconds": state["seconds"],
-        "fps": accel["fps"], "target_fps": cfg.target.fps, "meets_target": accel["fps"] >= cfg.target.fps,
-        "dsp": accel["total_dsp"], "bram18k": accel["total_bram"], "dsp_utilisation": accel["dsp_utilisation"],
-        "bram_utilisation": accel["bram_utilisation"], "platform": accel["platform"]["name"],
+        "fps": result["fps"], "target_fps": cfg.target.fps, "meets_target": result["meets_target"],
+        **{k: result[k] for k in ("target_edp_uj_ms", "edp_uj_ms") if k in result},
+        **{k: v for k, v in result["accelerator"].items() if k not in ("engine", "feasible")},
         "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, x),
         "bitops": sum(layer.bitops for layer in wl.layers),
         "model_bits": sum(layer.weights * layer.bits for layer in wl.layers),
@@ -153,7 +153,7 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
     }
     save_checkpoint(run_dir / "model.pt", {"arch": arch.model_dump(), "state_dict": model.state_dict()})
     export_onnx(model, run_dir / "model.onnx", {"arch": arch.model_dump(), "layer_bits": layer_bits,
-                                                "fps": accel["fps"], "platform": accel["platform"]["name"],
+                                                "fps": result["fps"], "platform": result["accelerator"]["platform"],
                                                 "test_acc": test_acc})
     write_json(run_dir / "final.json", final)
     return final

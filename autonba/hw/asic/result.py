@@ -70,6 +70,13 @@ class AsicResult:
                    energy_breakdown_uj={k: float(v) * 1e-6 for k, v in zip(LEVELS, ev.energy_levels[0])},
                    design=d, layers=layers, **search)
 
+    def summary(self) -> dict[str, Any]:
+        """The few figures a run's result.json keeps of its accelerator."""
+        return {"template": self.template, "platform": self.technology["name"], "engine": self.engine,
+                "feasible": self.feasible, "objective": self.objective, "area_mm2": self.area_mm2,
+                "area_budget_mm2": self.area_budget_mm2, "energy_uj": self.energy_uj, "latency_ms": self.latency_ms,
+                "edp_uj_ms": self.edp_uj_ms, "utilisation": self.utilisation, "array": self.design["array"]}
+
     def table(self) -> str:
         """A short human-readable summary (for stderr)."""
         a = self.design["array"]

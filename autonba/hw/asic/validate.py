@@ -113,7 +113,7 @@ _COUNT_KEYS = tuple(k for k in _DETAIL_KEYS if k.endswith(("reads", "writes")))
 def scalesim_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, filters: int,
                    stride: int, rows: int, cols: int, dataflow: Dataflow, depthwise: bool = False,
                    sram_kib: tuple[int, int, int] = (4096, 4096, 4096),
-                   bandwidth: int | None = None) -> dict[str, Any]:
+                   bandwidth: int | None = None, memory: bool = True) -> dict[str, Any]:
     """Simulate one convolution with SCALE-Sim on a ``rows`` x ``cols`` systolic array.
 
     ``ifmap_h``/``ifmap_w`` are the padded input sizes (SCALE-Sim has no padding; its output size is
@@ -138,10 +138,19 @@ def scalesim_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, 
     ``compute_cycles = channels * (folds * cycles_per_fold - 1)`` with T = FH*FW and K = m.
     Utilisation is recomputed over the sum (MACs / (cycles * PEs)); mapping and compute efficiency
     are means weighted by each channel layer's compute cycles.
+
+    ``memory=False`` skips SCALE-Sim's cycle-by-cycle memory simulation (nearly all of its run time
+    on large layers) and keeps only its array model: the demand matrices it builds hold one row per
+    array cycle, and with the memory system unable to stall (the default large SRAMs and ``CALC``
+    bandwidth) the memory simulation reports "Total Cycles" = rows - 1, so ``compute_cycles`` is
+    that. The SRAM read/write counts come from the array model as before; ``stall_cycles`` is 0
+    and the DRAM counts and ``total_cycles_with_prefetch`` are None. Needs ``bandwidth=None``.
     """
     _check_dataflow(dataflow)
     if rows < 1 or cols < 1 or stride < 1:
         raise AutonbaError("rows, cols and stride must be positive")
+    if not memory and bandwidth is not None:
+        raise AutonbaError("memory=False needs bandwidth=None (a user DRAM bandwidth can stall the array)")
     oy, ox = output_size(ifmap_h, fh, stride), output_size(ifmap_w, fw, stride)
     name = "convDP" if depthwise else "conv"
     k_col = _depth_multiplier(channels, filters) if depthwise else filters
@@ -165,13 +174,23 @@ def scalesim_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, 
             f.write("Layer name," + ",".join(f"f{i}" for i in range(20)) + ",\n")
             vals = [1, 1, 1, 1, channels, 1, 0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 0, 1, 2, 3]
             f.write(name + "," + ",".join(map(str, vals)) + ",\n")
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), _array_model_only(not memory):
             sim = scale_sim.scalesim(save_disk_space=True, verbose=False, config=cfg, topology=topo,
                                      layout=layout, input_type_gemm=False)
             sim.run_scale(top_path=tmp)
         layers = sim.runner.single_layer_sim_object_list
-        comp = [[float(x) for x in lay.get_compute_report_items()] for lay in layers]
-        detail = [dict(zip(_DETAIL_KEYS, (float(x) for x in lay.get_detail_report_items()))) for lay in layers]
+        if memory:
+            comp = [[float(x) for x in lay.get_compute_report_items()] for lay in layers]
+            detail = [dict(zip(_DETAIL_KEYS, (float(x) for x in lay.get_detail_report_items()))) for lay in layers]
+        else:  # the figures calc_report_data would give, from the array model alone
+            comp, detail = [], []
+            for lay in layers:
+                cs, cycles = lay.compute_system, float(lay.memory_system.total_cycles)
+                comp.append([float("nan"), cycles, 0.0, float("nan"), 100.0 * cs.get_avg_mapping_efficiency(),
+                             100.0 * cs.get_avg_compute_utilization()])
+                detail.append({"ifmap_sram_reads": float(cs.get_ifmap_requests()),
+                               "filter_sram_reads": float(cs.get_filter_requests()),
+                               "ofmap_sram_writes": float(cs.get_ofmap_requests())})
 
     total = sum(c[1] for c in comp)
     stall = sum(c[2] for c in comp)
@@ -183,7 +202,7 @@ def scalesim_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, 
         "compute_cycles": int(compute),
         "total_cycles": int(total),
         "stall_cycles": int(stall),
-        "total_cycles_with_prefetch": int(sum(c[0] for c in comp)),
+        "total_cycles_with_prefetch": int(sum(c[0] for c in comp)) if memory else None,
         "utilisation_pct": 100.0 * macs / (total * rows * cols),
         "mapping_efficiency_pct": sum(w * c[4] for w, c in zip(weights, comp)) / wsum,
         "compute_utilisation_pct": sum(w * c[5] for w, c in zip(weights, comp)) / wsum,
@@ -192,8 +211,31 @@ def scalesim_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, 
         "layers": len(layers),
     }
     for key in _COUNT_KEYS:
-        out[key] = int(sum(d[key] for d in detail))
+        out[key] = int(sum(d[key] for d in detail)) if key in detail[0] else None
     return out
+
+
+@contextlib.contextmanager
+def _array_model_only(active: bool):
+    """While active, SCALE-Sim's memory system records the array's cycle count (one demand-matrix
+    row per cycle, no stalls) instead of simulating the requests, and no report files are written."""
+    if not active:
+        yield
+        return
+    from scalesim.memory.double_buffered_scratchpad_mem import double_buffered_scratchpad
+    from scalesim.simulator import simulator
+
+    def record(self, ifmap_demand_mat, filter_demand_mat, ofmap_demand_mat):
+        self.total_cycles = int(ofmap_demand_mat.shape[0]) - 1  # the last row's cycle, as its simulation reports
+        self.stall_cycles = 0
+
+    saved = double_buffered_scratchpad.service_memory_requests, simulator.generate_reports
+    double_buffered_scratchpad.service_memory_requests = record
+    simulator.generate_reports = lambda self: None
+    try:
+        yield
+    finally:
+        double_buffered_scratchpad.service_memory_requests, simulator.generate_reports = saved
 
 
 # ----------------------------------------------------------------------------------------------
@@ -336,6 +378,7 @@ def zigzag_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, fi
                  dram_pj_per_bit: float | tuple[float, float] = 10.0, dram_bandwidth: int = 512,
                  temporal_ordering: Literal["pinned", "search"] | list[tuple[str, int]] = "pinned",
                  systolic: bool = True, opt: Literal["latency", "energy", "EDP"] = "latency",
+                 padding: tuple[int, int] = (0, 0),
                  ) -> dict[str, Any]:
     """Energy (pJ) and latency (cycles) of one convolution on a ZigZag model of a systolic array.
 
@@ -370,6 +413,11 @@ def zigzag_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, fi
     unrolling. ZigZag ignores an order that does not multiply out to the temporal loop sizes and
     then searches; ``pinned`` in the result says whether the order given was the one evaluated.
 
+    ``padding`` (rows, cols): how many of the ``ifmap_h`` / ``ifmap_w`` input rows and columns are
+    zero padding (split between the two sides). ZigZag then sizes the whole input tensor without
+    them (what its top memories hold and fetch), while the loops still run over the padded
+    window; (0, 0) fetches the padded input like SCALE-Sim.
+
     Returns ``energy_pj``, ``mac_energy_pj``, ``mem_energy_pj``, ``energy_per_level`` ({operand:
     {memory: pJ}}, operands W, I, O), ``energy_per_memory`` ({memory: pJ}), ``accesses``
     ({operand: {memory: {direction: count}}}, counts of accesses of the port width),
@@ -383,6 +431,8 @@ def zigzag_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, fi
     if rows < 1 or cols < 1 or stride < 1:
         raise AutonbaError("rows, cols and stride must be positive")
     oy, ox = output_size(ifmap_h, fh, stride), output_size(ifmap_w, fw, stride)
+    if min(padding) < 0 or padding[0] >= ifmap_h or padding[1] >= ifmap_w:
+        raise AutonbaError(f"padding {padding} must be non-negative and smaller than the input {ifmap_h}x{ifmap_w}")
     if depthwise and filters != channels:
         raise AutonbaError("zigzag_layer models a depthwise layer with one filter per channel (filters == channels)")
     api = _require("zigzag.api", "ZigZag")
@@ -414,6 +464,9 @@ def zigzag_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, fi
         "loop_dims": list(sizes), "loop_sizes": list(sizes.values()),
         "operand_precision": dict(prec), "operand_source": {"I": 0, "W": 0},
     }
+    if any(padding):
+        py, px = (int(p) for p in padding)
+        layer |= {"pr_loop_dims": ["IX", "IY"], "padding": [[px // 2, px - px // 2], [py // 2, py - py // 2]]}
     d1, d2, loop_order = _zigzag_mapping(dataflow, depthwise, sizes, rows, cols)
     entry: dict[str, Any] = {
         "name": "layer",
