@@ -351,7 +351,7 @@ class AsicArray:
         loop c, for outputs counted as spills) that sit outside its innermost relevant loop."""
         inner = max(order.index(d) for d in relevant)
         out = one
-        for pos, d in enumerate(order[:inner]):
+        for d in order[:inner]:
             if d not in relevant:
                 out = out * n[d]
         return out

@@ -405,7 +405,7 @@ class AsicExact(AsicEngine):
     Options = ExactOptions
 
     def _run(self) -> Outcome:
-        sp, t, o = self.space, self.template, self.options
+        sp, o = self.space, self.options
         n_hw, n_maps = sp.size()
         gb_vals = sp.hw_table[sp.hw_index("gb_kib")][sp.hw_valid[sp.hw_index("gb_kib")]]
         sp_vals = sp.hw_table[sp.hw_index("gb_split")][sp.hw_valid[sp.hw_index("gb_split")]]
