@@ -20,6 +20,7 @@ from autonba.errors import AutonbaError
 from autonba.hw.asic.array import AsicArray
 from autonba.hw.asic.space import AsicSpace
 from autonba.hw.engines.base import Engine, EngineOptions, Outcome
+from autonba.hw.engines.combine import pareto_2d
 from autonba.hw.engines.das import _Adam
 from autonba.registry import Registry
 
@@ -451,11 +452,7 @@ class AsicExact(AsicEngine):
         if not bool(fits.any()):
             return None
         e, bits, keep_vals = e[fits], bits[fits], vals[fits, 0]
-        order = torch.argsort(bits, stable=True)
-        order = order[torch.argsort(e[order], stable=True)]                              # by energy, then bits
-        b_sorted = bits[order]
-        best_before = torch.cat([torch.tensor([float("inf")], dtype=torch.float64), b_sorted.cummin(0).values[:-1]])
-        keep = order[b_sorted < best_before]
+        keep = pareto_2d(e, bits)
         e, bits, keep_vals = e[keep], bits[keep], keep_vals[keep]
         if "dataflow" not in sp.map_factors:
             return e, bits, keep_vals, None
@@ -550,11 +547,7 @@ def _edp_dp(energy: torch.Tensor, lat: torch.Tensor) -> tuple[torch.Tensor, floa
         ids = torch.nonzero(ok).flatten()
         e = (E.unsqueeze(1) + pe.unsqueeze(0)).flatten()
         tt = (T.unsqueeze(1) + pl.unsqueeze(0)).flatten()
-        order = torch.argsort(tt, stable=True)
-        order = order[torch.argsort(e[order], stable=True)]
-        ts = tt[order]
-        before = torch.cat([torch.tensor([float("inf")], dtype=torch.float64), ts.cummin(0).values[:-1]])
-        keep = order[ts < before]
+        keep = pareto_2d(e, tt)
         back.append((keep // len(pe), ids[keep % len(pe)]))
         E, T = e[keep], tt[keep]
     value = E * T

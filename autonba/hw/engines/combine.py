@@ -63,7 +63,7 @@ def pareto_3d(cycles: torch.Tensor, dsp: torch.Tensor, bram: torch.Tensor) -> to
     return first[nondom]
 
 
-def _pareto_2d(dsp: torch.Tensor, bram: torch.Tensor) -> torch.Tensor:
+def pareto_2d(dsp: torch.Tensor, bram: torch.Tensor) -> torch.Tensor:
     """Indices of points not dominated in (dsp, bram), ordered by dsp."""
     order = torch.argsort(bram, stable=True)
     order = order[torch.argsort(dsp[order], stable=True)]  # by dsp, then bram
@@ -85,13 +85,13 @@ def _fit(fronts: list[Front], tau: float, dsp_cap: float, bram_cap: float):
         ok = torch.nonzero(f.cycles <= tau).flatten()
         if len(ok) == 0:
             return None
-        ok = ok[_pareto_2d(f.dsp[ok], f.bram[ok])]
+        ok = ok[pareto_2d(f.dsp[ok], f.bram[ok])]
         d = (dsp.unsqueeze(1) + f.dsp[ok].unsqueeze(0)).flatten()
         b = (bram.unsqueeze(1) + f.bram[ok].unsqueeze(0)).flatten()
         fits = torch.nonzero((d <= dsp_cap + 1e-9) & (b <= bram_cap + 1e-9)).flatten()
         if len(fits) == 0:
             return None
-        keep = fits[_pareto_2d(d[fits], b[fits])]
+        keep = fits[pareto_2d(d[fits], b[fits])]
         back.append((keep // len(ok), ok[keep % len(ok)]))
         dsp, bram = d[keep], b[keep]
     picks, state = [], 0
