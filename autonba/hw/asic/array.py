@@ -113,8 +113,8 @@ class LayerTensors:
                    k=t([x.out_ch for x in L]), cin=t([x.in_ch for x in L]),
                    kg=t([x.out_ch // x.groups for x in L]), cg=t([x.in_ch // x.groups for x in L]),
                    f=f, s=s, oy=oy, ox=ox, bits=bits,
-                   in_rows=torch.minimum(t([x.in_h for x in L]), (oy - 1) * s + f),
-                   in_cols=torch.minimum(t([x.in_w for x in L]), (ox - 1) * s + f),
+                   in_rows=torch.minimum(t([x.in_h for x in L]), _span(oy, s, f)),
+                   in_cols=torch.minimum(t([x.in_w for x in L]), _span(ox, s, f)),
                    macs=t([x.macs for x in L]), macs_per_pe=per_pe)
 
     @property
@@ -131,6 +131,12 @@ class LayerTensors:
 
     def select(self, idx) -> "LayerTensors":
         return LayerTensors(**{k: v[idx] for k, v in vars(self).items()})
+
+
+def _span(out: torch.Tensor, s: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Input rows (or cols) that ``out`` output rows use: (out - 1) * S + F, or out * F when the stride
+    skips rows (S > F: a 1x1 stride-2 layer reads every other row)."""
+    return torch.where(s >= f, out * f, (out - 1) * s + f)
 
 
 def _pow2_upto(n: int) -> list[int]:
@@ -289,7 +295,7 @@ class AsicArray:
         b, acc = lay.bits, float(self.options.acc_bits)
         ch_in = torch.where(lay.dw, tk, tc)
         w = tk * torch.where(lay.dw, torch.ones_like(tc), tc) * lay.f ** 2 * b
-        i = ch_in * lay.in_cols * torch.minimum((toy - 1) * lay.s + lay.f, lay.in_rows) * b
+        i = ch_in * lay.in_cols * torch.minimum(_span(toy, lay.s, lay.f), lay.in_rows) * b
         out = tk * toy * lay.ox * acc
         return 2 * torch.stack([w, i, out], -1)
 
