@@ -21,6 +21,7 @@ from autonba.hw.asic.array import AsicArray
 from autonba.hw.asic.space import AsicSpace
 from autonba.hw.engines.base import Engine, EngineOptions, Outcome
 from autonba.hw.engines.combine import pareto_2d
+from autonba.hw.engines.evolution import EvolutionOptions  # same options (budget overflow = area here)
 from autonba.hw.engines.das import _Adam
 from autonba.registry import Registry
 
@@ -105,14 +106,6 @@ class AsicRandom(AsicEngine):
 
 
 # ---- evolution ---------------------------------------------------------------------------
-class EvolutionOptions(EngineOptions):
-    population: int = Field(256, ge=4)
-    tournament: int = Field(3, ge=2)
-    elite: int = Field(8, ge=0)
-    mutation: float = Field(0.05, gt=0, le=1, description="probability that a factor of a child is resampled")
-    penalty: float = Field(10.0, ge=0, description="fitness multiplier per unit of relative area overflow")
-
-
 class AsicEvolution(AsicEngine):
     """A genetic algorithm: tournament selection, uniform crossover of array factors and of whole
     layer mappings, per-factor mutation, elitism."""
