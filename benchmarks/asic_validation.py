@@ -143,11 +143,13 @@ def scalesim(layer: Layer, rows: int, cols: int, df: str, memory: bool) -> dict:
     return r
 
 
-def zigzag(layer: Layer, tech: Technology, rows: int, cols: int, df: str, gb_kib: int, rf_bytes: int,
-           t: AsicArray) -> dict:
+def zigzag(layer: Layer, tech: Technology, rows: int, cols: int, df: str, gb_kib: int, rf_bytes: int) -> dict:
     h, w = padded_input(layer)
-    lay = t.lay
-    pad = (h - int(lay.in_rows[0]), w - int(lay.in_cols[0]))  # rows/cols we do not fetch
+    # the zero padding: rows/cols outside the window (O - 1) * S + F by which ZigZag sizes the input; ours
+    # fetches no padding, and with S > F not the rows/cols the stride skips either (ZigZag cannot express that)
+    window = [min(n, (o - 1) * layer.stride + layer.kernel)
+              for n, o in ((layer.in_h, layer.out_h), (layer.in_w, layer.out_w))]
+    pad = (h - window[0], w - window[1])
     e_rf = float(tech.rf_pj_per_bit(torch.tensor(float(rf_bytes))))
     e_gb = float(tech.gb_pj_per_bit(torch.tensor(float(gb_kib))))
     r = validate.zigzag_layer(
@@ -209,7 +211,7 @@ def run_case(name: str, layer: Layer, tech: Technology, rows: int, cols: int, df
     ss = scalesim(layer, rows, cols, df, scalesim_memory)
     t2, c2 = time.perf_counter(), time.process_time()
     t = template(layer, tech, rows, cols, gb_kib, rf_bytes)
-    zz = zigzag(layer, tech, rows, cols, df, gb_kib, rf_bytes, t)
+    zz = zigzag(layer, tech, rows, cols, df, gb_kib, rf_bytes)
     t3, c3 = time.perf_counter(), time.process_time()
     ol, zl = o["energy_levels"], zz["energy_levels"]
     ratios = {"latency": ratio(o["latency"], zz["latency_cycles"]),
@@ -340,8 +342,8 @@ def _stream_kept(c: dict) -> float:
 
 
 def _overfetch(c: dict) -> float:
-    """Input elements we fetch over those the layer uses: a stride larger than the kernel skips rows
-    and columns that lie inside the window we fetch ((O - 1) * S + F rows, capped at the input)."""
+    """Input elements ZigZag fetches over those the layer uses (ours fetches those): a stride larger than
+    the kernel skips rows and columns inside the window ZigZag sizes the input by ((O - 1) * S + F)."""
     d = c["dims"]
     if d["stride"] <= d["kernel"]:
         return 1.0
@@ -486,14 +488,13 @@ def explanations(cases: list[dict], meta: dict, full_checks: list[dict]) -> str:
          "columns), ours, like SCALE-Sim's ifmap reads, loads every PE's stationary input separately (about F^2 "
          f"reads per input). GB ratio, depthwise is: {_stats(_ratios(_of(dw, 'is'), 'gb'))}; depthwise os, ws "
          f"(no window on the array): {_stats(_ratios([c for c in dw if c['dataflow'] != 'is'], 'gb'))}."),
-        ("**Stride larger than the kernel (1x1 stride 2): ours fetches the rows and columns the stride skips.** "
-         "`LayerTensors.in_rows = min(in_h, (OY - 1) * S + F)` counts every row of the window (31 of a 32-row "
-         "input for a 1x1 stride-2 layer) although only OY * F = 16 are used; DRAM traffic, the buffer fill and "
-         "the tile footprint follow it. ZigZag counts the distinct inputs the layer reads. Input overfetch "
+        ("**Stride larger than the kernel (1x1 stride 2): ZigZag fetches the rows and columns the stride "
+         "skips.** ZigZag sizes a layer's input from its loops, (OY - 1) * S + F rows (31 of a 32-row input for a "
+         "1x1 stride-2 layer), and fetches all of them; ours fetches the OY * F = 16 rows (and columns) the layer "
+         "reads (`_span` in `array.py`; until commit c8b6643 ours fetched the window too, and this comparison "
+         "found it). ZigZag's input overfetch "
          f"{_stats([_overfetch(c) for c in strided], 2)}; DRAM ratio {_stats(_ratios(strided, 'dram'))}, GB ratio "
-         f"{_per_df(strided, lambda cs: _ratios(cs, 'gb'))} ({_names(strided)}). `compulsory_bits` says \"every "
-         "input element used\", so this looks like an oversight rather than a choice (fetching whole rows and "
-         "skipping columns would be a defensible DRAM model; fetching skipped rows is not)."),
+         f"{_per_df(strided, lambda cs: _ratios(cs, 'gb'))} ({_names(strided)})."),
         ("**A linear layer (fc, 1x1 map): ZigZag bypasses the buffer for inputs and outputs.** ZigZag reports no "
          "global-buffer access for fc's inputs and outputs (inputs go from DRAM straight to the PE registers) "
          "and no DRAM write for its 10 outputs; ours routes every operand through the buffer. GB ratio "
@@ -512,11 +513,6 @@ def explanations(cases: list[dict], meta: dict, full_checks: list[dict]) -> str:
     out += [f"{i}. {x}" for i, x in enumerate(energy, len(latency) + 1)]
     hop_max = max(_diag(cases, "hop_share"))
     notes = [
-        ("**Likely an oversight: inputs skipped by a stride larger than the kernel are fetched** (item 10): "
-         "`LayerTensors.in_rows/in_cols` take (O - 1) * S + F rows/cols whatever S; with S > F only O * F of "
-         "them are read. On the 1x1 stride-2 downsample it inflates DRAM traffic by "
-         f"{max(_ratios(strided, 'dram'), default=1):.2f}x, and the buffer fill and tile "
-         "footprint with it (`compulsory_bits`, `traffic`, `footprint`)."),
         ("**Worth a second look (calibration, not code): the hop term.** It is "
          f"{2 * b * hop / mac:.0f}-{(b + acc) * hop / mac:.0f}x the MAC energy per MAC and up to {hop_max:.0%} of a "
          "layer's energy, because the hop is fixed at 2x the register file's reference per-bit cost (64 B) while "

@@ -54,6 +54,12 @@ class SearchSchedule(_Strict):
     temperature: float = Field(5.0, gt=0)
     temperature_decay: float = Field(0.975, gt=0, le=1, description="T = temperature * decay ** epoch")
     top_k: int = Field(2, ge=1)
+    cost_baseline: Literal["running-mean", "none"] = Field(
+        "running-mean", description="architecture gradient of the hardware cost: 'running-mean' subtracts from "
+                                    "each block's cost a running mean of that block's sampled costs (momentum "
+                                    "0.9), so a cheaper-than-usual choice is pushed up and a dearer one down; "
+                                    "'none' is the reference estimator, which pushes every sampled choice down "
+                                    "in proportion to its cost")
     workers: int = Field(0, ge=0, description="data-loader worker processes")
     derive: Literal["best", "last"] = Field(
         "best", description="final network: 'last' = the argmax network after the last epoch; 'best' = of the "

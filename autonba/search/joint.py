@@ -85,6 +85,7 @@ class JointSearch:
         self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=s.arch_lr, betas=s.arch_betas,
                                       weight_decay=s.arch_weight_decay)
         self.epoch, self.arch_steps, self.lam = 0, 0, cfg.target.lambda_init
+        self.cost_mean: torch.Tensor | None = None  # per-block running mean of the sampled cost
         self.log: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
         self.seconds = 0.0
@@ -98,8 +99,8 @@ class JointSearch:
 
     def state_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "config": self.cfg.model_dump(mode="json"), "epoch": self.epoch,
-                "arch_steps": self.arch_steps, "lambda": self.lam, "log": self.log, "info": self.info,
-                "seconds": self.seconds, "supernet": self.supernet.state_dict(), "w_opt": self.w_opt.state_dict(),
+                "arch_steps": self.arch_steps, "lambda": self.lam, "cost_mean": self.cost_mean,
+                "log": self.log, "info": self.info, "seconds": self.seconds, "supernet": self.supernet.state_dict(), "w_opt": self.w_opt.state_dict(),
                 "a_opt": self.a_opt.state_dict(), "costing": self.costing.state()}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
@@ -108,6 +109,7 @@ class JointSearch:
         self.a_opt.load_state_dict(s["a_opt"])
         self.costing.load_state(s["costing"])
         self.epoch, self.arch_steps, self.lam = s["epoch"], s["arch_steps"], s["lambda"]
+        self.cost_mean = s.get("cost_mean")
         self.log, self.info, self.seconds = s["log"], s["info"], s["seconds"]
 
     # ---- steps ----------------------------------------------------------------------------------------
@@ -127,8 +129,10 @@ class JointSearch:
         logits = sn.net(x, sample.paths)
         ce = F.cross_entropy(logits, y)
         path = tuple(sn.single_path(sample))
-        cost = (sn.path_weights(sample) * self.costing.block_cost(path).to(self.ctx.device)).sum()
-        loss = ce + self.lam * cost
+        c = self.costing.block_cost(path)
+        w = sn.path_weights(sample)
+        cost = float((w.detach().cpu() * c).sum())
+        loss = ce + self.lam * (w * self._cost_advantage(c).to(self.ctx.device)).sum()
         params = sn.arch_parameters()
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(params, grads)]
@@ -145,7 +149,19 @@ class JointSearch:
                 self.costing.research(path, epoch_seed(self.cfg.seed, self.arch_steps, 3))
             self.costing.load_state(self.ctx.broadcast(self.costing.state()))
         correct = int((logits.argmax(1) == y).sum())
-        return float(ce.detach()), float(cost.detach()), correct
+        return float(ce.detach()), cost, correct
+
+    def _cost_advantage(self, c: torch.Tensor) -> torch.Tensor:
+        """The per-block cost that enters the architecture gradient: the cost itself (reference), or its
+        excess over the running mean of the block's sampled costs (``search.cost_baseline``). With two
+        active choices a and b and the mean at the expected cost, the expected gradient of the baseline
+        form is 2 p_a p_b (c_a - c_b), the direction of the expected cost's gradient; the reference
+        form's is p_a p_b (p_a c_a - p_b c_b), which also pushes the likelier choice down at equal cost."""
+        if self.cfg.search.cost_baseline == "none":
+            return c
+        mean = c.clone() if self.cost_mean is None else self.cost_mean
+        self.cost_mean = 0.9 * mean + 0.1 * c
+        return c - mean
 
     @torch.no_grad()
     def evaluate_path(self, ds: Dataset, arch) -> float:

@@ -161,10 +161,12 @@ class DasOptions(EngineOptions):
     final_temperature: float = Field(0.3, gt=0)
     dual_lr: float = Field(0.5, gt=0, description="step of the multiplicative area-multiplier update")
     warm_strength: float = Field(3.0, ge=0)
-    polish_rounds: int = Field(4, ge=0, description="final rounds of local moves around the incumbent")
+    polish_rounds: int = Field(8, ge=0, description="most rounds of local moves per polish start")
     polish_share: float = Field(0.5, ge=0, le=1, description="largest share of the budget kept for polishing")
-    polish_starts: int = Field(3, ge=1, description="best distinct array designs the polish starts from")
-    polish_candidates: int = Field(2, ge=1, description="array designs per round whose mappings are re-optimised")
+    polish_starts: int = Field(3, ge=1, description="starts of the polish: the best designs of distinct array "
+                                                            "shapes, polished a round each in turn")
+    polish_candidates: int = Field(2, ge=1, description="array designs per round whose mappings are re-optimised "
+                                                                  "(the best moves of distinct array shapes)")
 
 
 class AsicDas(AsicEngine):
@@ -204,7 +206,8 @@ class AsicDas(AsicEngine):
         sample_budget = max(1, self.budget - min(polish_cost, int(self.budget * o.polish_share)))
         steps = max(1, math.ceil(sample_budget / o.batch))
         inc, done = AsicIncumbent(), 0
-        starts = _Starts(o.polish_starts)
+        starts = _Starts(o.polish_starts, self._joint_factors())
+        self._buffer_maps: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
         with self.progress_bar(self.budget, "das") as bar:
             if warm is not None:
                 hv, mv, ev = self.evaluate(warm[0].unsqueeze(0), warm[1].unsqueeze(0))
@@ -221,6 +224,7 @@ class AsicDas(AsicEngine):
                 bar.update(n)
                 inc.offer(hv, mv, ev, done)
                 starts.add(hw, maps, ev)
+                self._remember_maps(hw, maps, ev)
                 finite = torch.isfinite(ev.objective)
                 worst = ev.objective[finite].max() * 10 if bool(finite.any()) else torch.tensor(1.0)
                 cost_h = torch.log(torch.where(finite, ev.objective, worst))
@@ -237,23 +241,65 @@ class AsicDas(AsicEngine):
                 if cap is not None:  # raise mu while more than a tenth of the batch overspends, else lower it
                     over = float((ev.area > cap).double().mean())
                     mu = min(1e3, max(1e-2, mu * math.exp(o.dual_lr * (over - 0.1))))
-            # multi-start local search from the best distinct array designs the sampling saw
+            # multi-start local search from the best designs of distinct array shapes the sampling saw:
+            # one round per start in turn (so no start takes the whole budget), a start retires when a
+            # round does not improve it or after polish_rounds rounds
+            runs = []
             for h, m, value in starts.best():
                 local = AsicIncumbent()
-                local.best, local.objective = self.space.values(h[None], m[None]), value
-                local.best = (local.best[0][0], local.best[1][0])
-                for _ in range(o.polish_rounds):
+                hv, mv = self.space.values(h[None], m[None])
+                local.best, local.objective = (hv[0], mv[0]), value
+                runs.append(local)
+            rounds = {id(r): 0 for r in runs}
+            active = list(runs)
+            while active and done + per_round <= self.budget:
+                for local in list(active):
                     if done + per_round > self.budget:
                         break
                     improved, used = self._polish(local, done)
                     done += used
                     bar.update(used)
-                    if not improved:
-                        break
+                    rounds[id(local)] += 1
+                    if not improved or rounds[id(local)] >= o.polish_rounds:
+                        active.remove(local)
+            for local in runs:
                 if local.objective < inc.objective:
                     inc.objective, inc.best = local.objective, local.best
                     inc.trace.append((done, inc.objective))
         return inc.outcome(done, area_multiplier=mu)
+
+    def _buffer_key(self, hw: torch.Tensor) -> torch.Tensor:
+        """The buffer configuration (size, split) of array designs (indices): (n, 2)."""
+        return hw[:, [self.space.hw_index("gb_kib"), self.space.hw_index("gb_split")]]
+
+    def _remember_maps(self, hw: torch.Tensor, maps: torch.Tensor, ev) -> None:
+        """Per buffer configuration, every layer's mapping with the least DRAM traffic seen so far (a
+        layer's traffic depends on its mapping and the buffer only), to cost array moves that change
+        the buffer with mappings made for it rather than for the incumbent's buffer."""
+        bits = torch.where(ev.layer_fits, ev.layer_dram_bits, torch.full_like(ev.layer_dram_bits, float("inf")))
+        keys = self._buffer_key(hw)
+        for key in torch.unique(keys, dim=0):
+            sel = (keys == key).all(-1)
+            b, i = bits[sel].min(0)                                                        # (L,)
+            m = maps[sel][i, torch.arange(len(i))]                                         # (L, M)
+            k = tuple(key.tolist())
+            if k in self._buffer_maps:
+                old_m, old_b = self._buffer_maps[k]
+                keep = old_b <= b
+                m, b = torch.where(keep.unsqueeze(-1), old_m, m), torch.where(keep, old_b, b)
+            self._buffer_maps[k] = (m, b)
+
+    def _maps_for(self, moves_h: torch.Tensor, hw_i: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """Mappings to cost array moves with: the incumbent's on its own buffer, on another buffer the
+        best mapping seen per layer for that buffer (the incumbent's where none fitted)."""
+        maps = base.expand(len(moves_h), -1, -1).clone()
+        own = tuple(self._buffer_key(hw_i[None])[0].tolist())
+        for j, key in enumerate(self._buffer_key(moves_h).tolist()):
+            key = tuple(key)
+            if key != own and key in self._buffer_maps:
+                m, b = self._buffer_maps[key]
+                maps[j] = torch.where(torch.isfinite(b).unsqueeze(-1), m, base)
+        return maps
 
     def _fit_area(self, hw: torch.Tensor) -> torch.Tensor:
         """Array designs (indices) over the area budget with their buffer, then their register files,
@@ -309,16 +355,29 @@ class AsicDas(AsicEngine):
         shape[:, joint] = combos
         moves_h = torch.cat([moves_h, shape])
         moves_h = torch.unique(torch.cat([moves_h, self._fit_area(moves_h)]), dim=0)
-        hv, mv, ev = self.evaluate(moves_h, base.expand(len(moves_h), -1, -1))
+        maps = self._maps_for(moves_h, hw_i, base)
+        hv, mv, ev = self.evaluate(moves_h, maps)
         used = len(moves_h)
         improved = inc.offer(hv, mv, ev, done + used)
         score = torch.where(ev.feasible, ev.objective, torch.full_like(ev.objective, float("inf")))
-        top = torch.argsort(score)[:self.options.polish_candidates]
-        for i in top[torch.isfinite(score[top])].tolist():
-            ok, n = self._polish_maps(inc, moves_h[i], base, done + used)
+        for i in self._distinct_shapes(moves_h, score):
+            ok, n = self._polish_maps(inc, moves_h[i], maps[i], done + used)
             improved |= ok
             used += n
         return improved, used
+
+    def _distinct_shapes(self, moves_h: torch.Tensor, score: torch.Tensor) -> list[int]:
+        """The best-scoring moves (indices), at most one per array shape (rows, cols, dataflow): re-optimising
+        the mappings pays most where the shape changes, and the best few moves often share one."""
+        out, seen = [], set()
+        for i in torch.argsort(score).tolist():
+            if len(out) == self.options.polish_candidates or not math.isfinite(float(score[i])):
+                break
+            key = tuple(moves_h[i, self._joint_factors()].tolist())
+            if key not in seen:
+                seen.add(key)
+                out.append(i)
+        return out
 
     def _polish_maps(self, inc: AsicIncumbent, hw_i: torch.Tensor, base: torch.Tensor, done: int) -> tuple[bool, int]:
         """Single-factor mapping moves in every layer at once on one array design; each layer keeps
@@ -363,10 +422,12 @@ class AsicDas(AsicEngine):
 
 
 class _Starts:
-    """The best feasible design seen for each of the ``n`` best distinct array designs (indices)."""
+    """The best feasible design seen for each of the ``n`` best distinct array shapes (the ``key``
+    factors: rows, cols and dataflow), so that the polish starts from different shapes; a start
+    whose buffer and mappings suit a smaller array rarely finds the way to a bigger one alone."""
 
-    def __init__(self, n: int):
-        self.n = n
+    def __init__(self, n: int, key: list[int]):
+        self.n, self.key = n, key
         self.items: dict[tuple, tuple[float, torch.Tensor, torch.Tensor]] = {}
 
     def add(self, hw: torch.Tensor, maps: torch.Tensor, ev) -> None:
@@ -375,10 +436,10 @@ class _Starts:
             v = float(score[i])
             if v == float("inf"):
                 break
-            key = tuple(hw[i].tolist())
+            key = tuple(hw[i, self.key].tolist())
             if key not in self.items or v < self.items[key][0]:
                 self.items[key] = (v, hw[i].clone(), maps[i].clone())
-        if len(self.items) > 4 * self.n:
+        if len(self.items) > 2 * self.n:
             self.items = dict(sorted(self.items.items(), key=lambda kv: kv[1][0])[:self.n])
 
     def best(self) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
