@@ -1,6 +1,7 @@
 """The joint search end to end on a tiny space and synthetic data: run directory, modes, resume after
 SIGKILL, bad input, retraining with ONNX export, reports, and two DDP processes under torchrun."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -255,3 +256,33 @@ def test_edp_target_needs_the_asic_template(tmp_path, capsys):
     assert main(["search", "-c", str(p), "--out", str(tmp_path / "r")]) != 0
     assert "target.edp_uj_ms needs hardware.template: asic-array" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("baseline, sign", [("running-mean", -1.0), ("none", 1.0)])
+def test_cost_gradient_baseline_pushes_the_cheap_likely_choice_up(baseline, sign):
+    """Block 0 picks between a likely cheap operation (p = 0.8, cost 1) and an unlikely dear one
+    (p = 0.2, cost 3). The expected cost falls by raising the cheap one's logit, which the running-mean
+    form does (negative mean gradient); the reference form pushes the likely choice down instead."""
+    import types
+
+    from autonba.nas.space import load_space
+    from autonba.nas.supernet import Supernet
+    from autonba.search.joint import JointSearch
+
+    space = load_space("small")
+    sn = Supernet(space, "hetero", top_k=2)
+    cheap, dear = space.ops.index("k3_e1"), space.ops.index("k5_e6")
+    with torch.no_grad():
+        sn.alpha.fill_(-30.0)
+        sn.alpha[:, cheap], sn.alpha[:, dear] = math.log(0.8), math.log(0.2)
+    cost = torch.full((len(space.ops),), 2.0)
+    cost[cheap], cost[dear] = 1.0, 3.0
+    state = types.SimpleNamespace(cfg=types.SimpleNamespace(search=types.SimpleNamespace(cost_baseline=baseline)),
+                                  cost_mean=None)
+    g, total = torch.Generator().manual_seed(0), torch.zeros(())
+    for _ in range(600):
+        sample = sn.sample("arch", 1.0, g)
+        c = cost[torch.tensor(sample.op)]
+        adv = JointSearch._cost_advantage(state, c)
+        total += torch.autograd.grad((sn.path_weights(sample) * adv).sum(), sn.alpha)[0][0, cheap]
+    assert sign * float(total) > 0, float(total)
