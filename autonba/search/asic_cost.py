@@ -6,7 +6,6 @@ another path, the array factors stay; a layer keeps its mapping where the path h
 name, and otherwise starts from whole-layer tiles (halved by the template until they fit)."""
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -14,34 +13,15 @@ import torch
 from autonba.hw.asic.array import AsicArray
 from autonba.hw.asic.engines import ASIC_ENGINES, nearest
 from autonba.hw.asic.space import _code
-from autonba.hw.asic.tech import Technology
-from autonba.hw.network import layers_from_arch
-from autonba.nas.layout import Layout
-from autonba.search.hw_cost import Path, sum_per_block
+from autonba.hw.workload import Workload
+from autonba.search.hw_cost import Path, PathTemplates, sum_per_block
 
 Design = dict[str, Any]
 
 
-class AsicHardwareCost:
-    def __init__(self, layout: Layout, platform: Technology, template_options: dict[str, Any] | None = None,
-                 cache: int = 256):
-        self.layout = layout
-        self.platform = platform
-        self.template_options = template_options or {}
-        self._cache: OrderedDict[Path, AsicArray] = OrderedDict()
-        self._cache_size = cache
-
-    def template(self, path: Path) -> AsicArray:
-        path = tuple((str(o), int(b)) for o, b in path)
-        if path in self._cache:
-            self._cache.move_to_end(path)
-            return self._cache[path]
-        wl = layers_from_arch(self.layout, [o for o, _ in path], [b for _, b in path], name="single-path")
-        t = AsicArray(wl, self.platform, **self.template_options)
-        self._cache[path] = t
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return t
+class AsicHardwareCost(PathTemplates):
+    def _bind(self, wl: Workload) -> AsicArray:
+        return AsicArray(wl, self.platform, **self.template_options)
 
     def adapt(self, template: AsicArray, design: Design) -> tuple[torch.Tensor, torch.Tensor]:
         """The design as factor values (H,), (L, M) for this template's layers, snapped to its space."""

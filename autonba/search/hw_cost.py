@@ -26,28 +26,43 @@ Design = dict[str, dict[str, float]]   # chunk name -> factor -> value (the JSON
 Path = tuple[tuple[str, int], ...]     # (operation, bitwidth) per searchable block
 
 
-class HardwareCost:
-    def __init__(self, layout: Layout, template: str, platform: Platform,
-                 template_options: dict[str, Any] | None = None, cache: int = 256):
+class PathTemplates:
+    """Templates bound to single-path workloads, the last ``cache`` of them kept (LRU); subclasses say
+    how a workload is bound (``_bind``)."""
+
+    def __init__(self, layout: Layout, platform: Any, template_options: dict[str, Any] | None = None,
+                 cache: int = 256):
         self.layout = layout
-        self.template_cls = TEMPLATES.get(template)
         self.platform = platform
         self.template_options = template_options or {}
-        self._cache: OrderedDict[Path, Template] = OrderedDict()
+        self._cache: OrderedDict[Path, Any] = OrderedDict()
         self._cache_size = cache
 
-    def template(self, path: Path) -> Template:
-        """The template bound to the path's workload (kept in a small LRU cache)."""
+    def template(self, path: Path):
+        """The template bound to the path's workload."""
         path = tuple((str(o), int(b)) for o, b in path)
         if path in self._cache:
             self._cache.move_to_end(path)
             return self._cache[path]
         wl = layers_from_arch(self.layout, [o for o, _ in path], [b for _, b in path], name="single-path")
-        t = self.template_cls(wl, self.platform, **self.template_options)
+        t = self._bind(wl)
         self._cache[path] = t
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return t
+
+    def _bind(self, wl: Workload):
+        raise NotImplementedError
+
+
+class HardwareCost(PathTemplates):
+    def __init__(self, layout: Layout, template: str, platform: Platform,
+                 template_options: dict[str, Any] | None = None, cache: int = 256):
+        self.template_cls = TEMPLATES.get(template)
+        super().__init__(layout, platform, template_options, cache)
+
+    def _bind(self, wl: Workload) -> Template:
+        return self.template_cls(wl, self.platform, **self.template_options)
 
     def adapt(self, template: Template, design: Design) -> torch.Tensor:
         """The design as factor values (C, F) for this template's chunks, snapped to its space."""
