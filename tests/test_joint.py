@@ -13,6 +13,7 @@ import torch
 import yaml
 
 from autonba.cli import main
+from autonba.io import load_checkpoint
 from autonba.search.config import SearchConfig
 from autonba.search.joint import search
 
@@ -110,13 +111,21 @@ def test_resume_after_sigkill_matches_uninterrupted(tmp_path, finished):
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "autonba.cli", "search", "-c", str(cfg), "--out", str(run), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (run / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    # kill after the second checkpoint (the first search epoch: the cost baseline's running mean exists)
+    ckpt, first, deadline = run / "checkpoint.pt", None, time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if ckpt.exists():
+            ino = ckpt.stat().st_ino                    # each checkpoint is a new file renamed over the old
+            if first is None:
+                first = ino
+            elif ino != first:
+                break
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     if (run / "result.json").exists():
         pytest.skip("the run finished before it could be killed")
+    assert load_checkpoint(ckpt)["cost_mean"] is not None
     assert main(["search", "--out", str(run), "--resume", "--no-progress"]) == 0
     a = json.loads((finished / "result.json").read_text())
     b = json.loads((run / "result.json").read_text())
