@@ -295,3 +295,20 @@ def test_cost_gradient_baseline_pushes_the_cheap_likely_choice_up(baseline, sign
         adv = JointSearch._cost_advantage(state, c)
         total += torch.autograd.grad((sn.path_weights(sample) * adv).sum(), sn.alpha)[0][0, cheap]
     assert sign * float(total) > 0, float(total)
+
+
+def test_lambda_updates():
+    from autonba.nas.space import load_space
+    from autonba.search.costing import Costing
+
+    def adapt(update, fps, lam=1.0):
+        cfg = SearchConfig.model_validate({"target": {"fps": 40000, "band": 1.25, "lambda_update": update}})
+        return Costing(cfg, load_space("small")).adapt(lam, {"fps": fps})
+
+    assert adapt("double", 30000) == 2.0 and adapt("double", 60000) == 0.5 and adapt("double", 45000) == 1.0
+    assert adapt("proportional", 32000) == pytest.approx(1.25)              # 40,000 / 32,000
+    assert adapt("proportional", 10000) == 2.0                              # clipped
+    assert adapt("proportional", 45000) == 1.0                              # inside the band
+    assert adapt("proportional", 62500) == pytest.approx(0.8)               # 40,000 / 62,500 x 1.25
+    assert adapt("proportional", 400000) == 0.5                             # clipped
+    assert adapt("proportional", 10000, lam=80.0) == 100.0                  # lambda_max

@@ -39,6 +39,10 @@ class TargetSpec(_Strict):
     band: float = Field(1.25, gt=1, description="lambda halves when FPS exceeds fps * band (EDP below edp / band)")
     lambda_init: float = Field(0.05, ge=0, description="weight of the hardware cost at the first search epoch")
     lambda_max: float = Field(100.0, gt=0)
+    lambda_update: Literal["double", "proportional"] = Field(
+        "double", description="after each search epoch: 'double' doubles lambda below the target and halves it above "
+                              "the band (the paper); 'proportional' multiplies it by how far the derived network is "
+                              "from the spec (target / FPS; EDP / target; bit-ops / budget), clipped to [1/2, 2]")
 
 
 class SearchSchedule(_Strict):

@@ -155,18 +155,21 @@ class Costing:
         return accel.fps >= self.cfg.target.fps
 
     def adapt(self, lam: float, m: dict[str, Any]) -> float:
-        """Double lambda below the target, halve it above the band (bit-ops budget in sequential)."""
+        """Raise lambda below the target, lower it above the band (bit-ops budget in sequential): x2 and /2,
+        or (``target.lambda_update: proportional``) by the distance to the spec, clipped to [1/2, 2]."""
         t = self.cfg.target
         if self.mode == "sequential":
-            high = m["bitops"] < self.bitops_budget / t.band
+            over = m["bitops"] / self.bitops_budget           # > 1: over the spec
         elif self.edp is not None:
-            high = m["edp_uj_ms"] < self.edp / t.band
+            over = m["edp_uj_ms"] / self.edp
         else:
-            high = m["fps"] > t.fps * t.band
+            over = t.fps / max(m["fps"], 1e-9)
+        high = over < 1 / t.band
         if not self.meets(m):
-            lam = min(t.lambda_max, max(lam, 1e-3) * 2)
+            step = 2.0 if t.lambda_update == "double" else min(2.0, max(over, 1.0))
+            lam = min(t.lambda_max, max(lam, 1e-3) * step)
         elif high:
-            lam /= 2
+            lam *= 0.5 if t.lambda_update == "double" else max(0.5, over * t.band)
         return lam
 
     # ---- the final accelerator -----------------------------------------------------------------------
