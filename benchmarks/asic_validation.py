@@ -112,8 +112,8 @@ def gb_kib_for(layer: Layer, tech: Technology, rf_bytes: int) -> int:
     return max(GB_MIN_KIB, 2 ** math.ceil(math.log2(kib)))
 
 
-def ours(layer: Layer, tech: Technology, rows: int, cols: int, df: str, gb_kib: int, rf_bytes: int) -> dict:
-    t = template(layer, tech, rows, cols, gb_kib, rf_bytes)
+def ours(t: AsicArray, layer: Layer, rows: int, cols: int, df: str, gb_kib: int, rf_bytes: int) -> dict:
+    """Our model on the one-layer template ``t`` (full tiles, the given array and buffer)."""
     sp = t.space
     hv = {"rows": rows, "cols": cols, "rf_bytes": rf_bytes, "gb_kib": gb_kib,
           "gb_split": GB_SPLITS.index("shared"), "dataflow": DATAFLOWS.index(df)}
@@ -206,11 +206,11 @@ def run_case(name: str, layer: Layer, tech: Technology, rows: int, cols: int, df
              scalesim_memory: bool) -> dict:
     gb_kib = gb_kib_for(layer, tech, rf_bytes)
     t0, c0 = time.perf_counter(), time.process_time()
-    o = ours(layer, tech, rows, cols, df, gb_kib, rf_bytes)
+    t = template(layer, tech, rows, cols, gb_kib, rf_bytes)
+    o = ours(t, layer, rows, cols, df, gb_kib, rf_bytes)
     t1, c1 = time.perf_counter(), time.process_time()
     ss = scalesim(layer, rows, cols, df, scalesim_memory)
     t2, c2 = time.perf_counter(), time.process_time()
-    t = template(layer, tech, rows, cols, gb_kib, rf_bytes)
     zz = zigzag(layer, tech, rows, cols, df, gb_kib, rf_bytes)
     t3, c3 = time.perf_counter(), time.process_time()
     ol, zl = o["energy_levels"], zz["energy_levels"]
@@ -430,6 +430,7 @@ def explanations(cases: list[dict], meta: dict, full_checks: list[dict]) -> str:
          f"it** (`calc_data_loading_latency`). Standard cases where ours is DRAM-bound: {len(dram_bound)}, latency "
          f"ratio {_stats(_ratios(dram_bound, 'latency'))}: the two rules agree."),
     ]
+    gb_ratios = lambda cs: _ratios(cs, "gb")  # noqa: E731
     energy = [
         ("**Array hops: ours charges them, ZigZag models no interconnect energy** (`calc_energy`: "
          "`# TODO: Interconnection energy`). Ours charges one hop per moving operand per MAC (os: 2b bits; ws, is: "
@@ -463,9 +464,10 @@ def explanations(cases: list[dict], meta: dict, full_checks: list[dict]) -> str:
          "and reads it at b bits for DRAM: n * 2acc + b (2b when n = 1, as ours). ZigZag's output traffic at the "
          f"buffer matches that within 0.5% in {psum_match}/{len(psum)} standard ws/is cases (items 10, 11 "
          "excluded). The gap, one acc-bit write and read against one b-bit read per output, weighs most for short "
-         f"reductions (1x1 layers, n of 2 to 9). GB ratio {_per_df(psum, lambda cs: _ratios(cs, 'gb'), dfs=('ws', 'is'))}"
+         f"reductions (1x1 layers, n of 2 to 9). GB ratio {_per_df(psum, gb_ratios, dfs=('ws', 'is'))}"
          f" (lowest: the stem on 16 rows, where n = 3 > n_t = 2, item 2; then 1x1 layers); where n = n_t and item 8 "
-         f"keeps under 1% {_per_df(same_n, lambda cs: _ratios(cs, 'gb'), dfs=('ws', 'is'))}. Ours is the exact count for a reduction split in folds; ZigZag's is an upper bound."),
+         f"keeps under 1% {_per_df(same_n, gb_ratios, dfs=('ws', 'is'))}. Ours is the exact count for a reduction "
+         "split in folds; ZigZag's is an upper bound."),
         ("**Our register file keeps part of a fold's stream for the next fold that streams it again** "
          "(fraction min(1, rf bits / stream bits) when two register accesses cost less than one buffer access; "
          "`reuse` in `array_costs`); ZigZag's registers (two words per operand in the driver) keep nothing across "

@@ -100,8 +100,8 @@ class JointSearch:
     def state_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "config": self.cfg.model_dump(mode="json"), "epoch": self.epoch,
                 "arch_steps": self.arch_steps, "lambda": self.lam, "cost_mean": self.cost_mean,
-                "log": self.log, "info": self.info, "seconds": self.seconds, "supernet": self.supernet.state_dict(), "w_opt": self.w_opt.state_dict(),
-                "a_opt": self.a_opt.state_dict(), "costing": self.costing.state()}
+                "log": self.log, "info": self.info, "seconds": self.seconds, "supernet": self.supernet.state_dict(),
+                "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(), "costing": self.costing.state()}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         self.supernet.load_state_dict(s["supernet"])

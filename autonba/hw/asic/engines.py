@@ -250,18 +250,17 @@ class AsicDas(AsicEngine):
                 hv, mv = self.space.values(h[None], m[None])
                 local.best, local.objective = (hv[0], mv[0]), value
                 runs.append(local)
-            rounds = {id(r): 0 for r in runs}
-            active = list(runs)
+            active = [[local, 0] for local in runs]                                      # start, rounds done
             while active and done + per_round <= self.budget:
-                for local in list(active):
+                for entry in list(active):
                     if done + per_round > self.budget:
                         break
-                    improved, used = self._polish(local, done)
+                    improved, used = self._polish(entry[0], done)
                     done += used
                     bar.update(used)
-                    rounds[id(local)] += 1
-                    if not improved or rounds[id(local)] >= o.polish_rounds:
-                        active.remove(local)
+                    entry[1] += 1
+                    if not improved or entry[1] >= o.polish_rounds:
+                        active.remove(entry)
             for local in runs:
                 if local.objective < inc.objective:
                     inc.objective, inc.best = local.objective, local.best
@@ -369,11 +368,11 @@ class AsicDas(AsicEngine):
     def _distinct_shapes(self, moves_h: torch.Tensor, score: torch.Tensor) -> list[int]:
         """The best-scoring moves (indices), at most one per array shape (rows, cols, dataflow): re-optimising
         the mappings pays most where the shape changes, and the best few moves often share one."""
-        out, seen = [], set()
+        out, seen, joint = [], set(), self._joint_factors()
         for i in torch.argsort(score).tolist():
             if len(out) == self.options.polish_candidates or not math.isfinite(float(score[i])):
                 break
-            key = tuple(moves_h[i, self._joint_factors()].tolist())
+            key = tuple(moves_h[i, joint].tolist())
             if key not in seen:
                 seen.add(key)
                 out.append(i)
