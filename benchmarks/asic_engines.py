@@ -57,11 +57,12 @@ def main() -> None:
                     rows.append({"network": net, "area_mm2": area, "engine": engine, "seed": seed,
                                  "edp_uj_ms": edp_uj_ms(t, o.best) if o.best else float("inf"),
                                  "evaluations": o.evaluations, "seconds": time.perf_counter() - t0,
+                                 "buffers_solved": o.info.get("buffers_solved"),
                                  "array": t.space.to_dicts(o.best[0][None], o.best[1][None])[0]["array"] if o.best else None})
                     print(json.dumps(rows[-1]), flush=True)
             (out / "rows.json").write_text(json.dumps(rows, indent=1))
     lines = ["| network | area budget mm2 | engine | best EDP uJ*ms | median / worst of best known | median s | "
-             "evaluations |", "|---|---|---|---|---|---|---|"]
+             "evaluations | buffer configurations solved (das, median) |", "|---|---|---|---|---|---|---|---|"]
     for net in a.networks:
         for area in a.areas:
             sel = [r for r in rows if r["network"] == net and r["area_mm2"] == area]
@@ -71,9 +72,15 @@ def main() -> None:
                 q = [best / r["edp_uj_ms"] for r in rs]
                 lines.append(f"| {net} | {area:g} | {engine} | {min(r['edp_uj_ms'] for r in rs):.4g} | "
                              f"{100 * statistics.median(q):.1f}% / {100 * min(q):.1f}% | "
-                             f"{statistics.median(r['seconds'] for r in rs):.1f} | {rs[0]['evaluations']:,} |")
+                             f"{statistics.median(r['seconds'] for r in rs):.1f} | {rs[0]['evaluations']:,} | "
+                             f"{_median_solved(rs)} |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _median_solved(rs: list[dict]) -> str:
+    solved = [r.get("buffers_solved") for r in rs if r.get("buffers_solved") is not None]
+    return f"{statistics.median(solved):g}" if solved else ""
 
 
 if __name__ == "__main__":

@@ -156,6 +156,20 @@ def test_engines_rank_and_respect_the_area_budget():
     assert results["das"].bottleneck <= results["random"].bottleneck
 
 
+def test_das_buffer_stage_finds_the_optimum_when_the_budget_covers_every_buffer():
+    """Sampling takes half of 4,096 evaluations; the layer-mapping table (467 design equivalents), the
+    screen and the 1,254 array designs within the area budget fit in the other half, so the buffer
+    stage solves every buffer configuration exactly; a budget of 512 leaves it out (local polish only)."""
+    t = AsicArray(workload(), TECH, objective="edp", area_mm2=0.5)
+    exact = ASIC_ENGINES.get("exact")(t, progress=False).run()
+    assert exact.evaluations == 1254
+    for seed in (0, 1):
+        das = ASIC_ENGINES.get("das")(t, seed=seed, budget=4096, progress=False).run()
+        assert das.bottleneck == pytest.approx(exact.bottleneck, rel=1e-12) and das.evaluations <= 4096
+    small = ASIC_ENGINES.get("das")(t, seed=0, budget=512, progress=False).run()
+    assert small.evaluations <= 512 and small.bottleneck >= exact.bottleneck * (1 - 1e-12)
+
+
 def test_accel_api_cli_and_design_files(tmp_path, capsys):
     from autonba.cli import main
 

@@ -70,9 +70,14 @@ def test_search_writes_the_run_directory(finished):
     assert [x["epoch"] for x in log] == [1, 2, 3] and [x["phase"] for x in log] == ["warmup", "search", "search"]
     assert all(k in log[-1] for k in ("weight_loss", "supernet_acc", "fps", "lambda", "temperature"))
     assert log[-1]["arch_steps"] > 0 and 0 <= log[-1]["supernet_acc"] <= 1
-    e = r["derived_after_epoch"]  # derive: best = the best logged network that met the target, else the last
-    assert log[e - 1]["blocks"] == [[o, b] for o, b in zip(r["ops"], r["bits"])]
+    e = r["derived_after_epoch"]  # derive: rescore = of the networks that met the target, the best with the
+    assert log[e - 1]["blocks"] == [[o, b] for o, b in zip(r["ops"], r["bits"])]  # final weights, else the last
     assert log[e - 1]["meets_spec"] or (e == 3 and not any(x["meets_spec"] for x in log[1:]))
+    cands = r["derive_candidates"]
+    assert len(cands) == len({str(x["blocks"]) for x in log if x["phase"] == "search" and x["meets_spec"]})
+    if cands:
+        best = max(cands, key=lambda c: (c["final_weights_acc"], c["epoch"]))
+        assert best["epoch"] == e and r["supernet_acc"] == best["final_weights_acc"]
     saved = yaml.safe_load((finished / "config.yaml").read_text())
     assert saved["seed"] == 3 and saved["data"]["seed"] == 3  # one seed seeds the data split too
 

@@ -65,10 +65,12 @@ class SearchSchedule(_Strict):
                                     "'none' is the reference estimator, which pushes every sampled choice down "
                                     "in proportion to its cost")
     workers: int = Field(0, ge=0, description="data-loader worker processes")
-    derive: Literal["best", "last"] = Field(
-        "best", description="final network: 'last' = the argmax network after the last epoch; 'best' = of the "
-                            "networks derived after each search epoch that met the target as measured then, the one "
-                            "with the highest supernet accuracy on the architecture split (the last if none met it)")
+    derive: Literal["rescore", "best", "last"] = Field(
+        "rescore", description="final network: 'last' = the argmax network after the last epoch; of the networks "
+                               "derived after each search epoch that met the target as measured then (the last if "
+                               "none met it), 'best' = the one with the highest supernet accuracy on the "
+                               "architecture split as logged then, 'rescore' = the one with the highest accuracy of "
+                               "the final supernet weights on the architecture split (ties: the later epoch)")
 
     @model_validator(mode="after")
     def _warmup(self) -> "SearchSchedule":

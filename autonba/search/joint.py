@@ -265,21 +265,32 @@ class JointSearch:
                   f"FPS {r['fps']:,.0f} (target {self.cfg.target.fps:,.0f}) | ") +
               f"lambda {r['lambda']:.3g} | T {r['temperature']:.2f} | {r['seconds']:.0f}s", file=sys.stderr)
 
-    def derived(self) -> tuple[Arch, int]:
-        """The final network and the epoch it was derived after (``search.derive``)."""
-        last = (self.supernet.derive(), self.epoch)
+    def derived(self) -> tuple[Arch, int, float, list[dict[str, Any]]]:
+        """The final network, the epoch it was derived after, its supernet accuracy on the
+        architecture split, and the candidates rescored (``search.derive``)."""
+        last = (self.supernet.derive(), self.epoch, self.log[-1]["supernet_acc"], [])
         if self.cfg.search.derive == "last":
             return last
         ok = [r for r in self.log if r["phase"] == "search" and r["meets_spec"]]
         if not ok:
             return last
-        best = max(ok, key=lambda r: (r["supernet_acc"], r["epoch"]))
-        blocks = [BlockChoice(op=o, bits=b) for o, b in best["blocks"]]
-        return Arch(layout=self.space.layout, blocks=blocks), best["epoch"]
+        to_arch = lambda blocks: Arch(layout=self.space.layout,  # noqa: E731
+                                      blocks=[BlockChoice(op=o, bits=b) for o, b in blocks])
+        if self.cfg.search.derive == "best":
+            best = max(ok, key=lambda r: (r["supernet_acc"], r["epoch"]))
+            return to_arch(best["blocks"]), best["epoch"], best["supernet_acc"], []
+        # rescore: each distinct candidate, at the last epoch it was derived, with the final weights
+        latest = {json.dumps(r["blocks"]): r["epoch"] for r in ok}
+        candidates = [{"epoch": e, "blocks": json.loads(b), "logged_acc": self.log[e - 1]["supernet_acc"],
+                            "fps": self.log[e - 1].get("fps"),
+                            "final_weights_acc": self.evaluate_path(self.arch_part, to_arch(json.loads(b)))}
+                           for b, e in latest.items()]
+        best = max(candidates, key=lambda c: (c["final_weights_acc"], c["epoch"]))
+        return to_arch(best["blocks"]), best["epoch"], best["final_weights_acc"], candidates
 
     def finish(self) -> dict[str, Any]:
         """Derive the final network, search its accelerator, write the results (rank 0)."""
-        arch, epoch = self.derived()
+        arch, epoch, acc, candidates = self.derived()
         agree = all(a == arch.model_dump() for a in self.ctx.gather(arch.model_dump()))
         if not agree:
             raise AutonbaError("ranks derived different architectures (the distributed run diverged)")
@@ -299,7 +310,8 @@ class JointSearch:
                if self.costing.asic else {}),
             "accelerator": accel.summary(),
             "macs": arch.workload().macs, "bitops": self.log[epoch - 1]["bitops"],
-            "derived_after_epoch": epoch, "supernet_acc": self.log[epoch - 1]["supernet_acc"],
+            "derived_after_epoch": epoch, "supernet_acc": acc, "derive": self.cfg.search.derive,
+            "derive_candidates": candidates,
             "final_lambda": self.lam, "reachable_fps": self.reachable_fps,
             "search_seconds": self.seconds + time.perf_counter() - t0, "epochs": self.cfg.search.epochs,
             "arch_steps": self.arch_steps, "initial": self.info,

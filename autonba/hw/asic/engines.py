@@ -1,12 +1,9 @@
 """Search engines of the asic-array template: ``exact``, ``das``, ``random``, ``evolution``.
 
 They minimise the template's objective (latency, energy or EDP) under its area budget and count
-their budget in full-design evaluations. ``exact`` uses the structure of the cost model: a
-layer's mapping changes only its DRAM traffic, and a layer's energy and latency never fall when
-the traffic of an operand rises. So per (buffer size, split, layer) only the mappings on the
-Pareto front of (traffic energy, traffic bits) matter, and for each array design the best choice
-per layer is found exactly (for EDP, a product of sums, by a bound and, where the bound is not
-tight, a dynamic programme over layers).
+their budget in full-design evaluations. ``exact`` and the last stage of ``das`` use the structure
+of the cost model (:mod:`autonba.hw.asic.fronts`): given the buffer, each layer's best mapping
+for an array design can be chosen exactly from a small Pareto front.
 """
 from __future__ import annotations
 
@@ -18,9 +15,9 @@ from pydantic import Field
 
 from autonba.errors import AutonbaError
 from autonba.hw.asic.array import AsicArray
+from autonba.hw.asic.fronts import MappingTable
 from autonba.hw.asic.space import AsicSpace
 from autonba.hw.engines.base import Engine, EngineOptions, Outcome
-from autonba.hw.engines.combine import pareto_2d
 from autonba.hw.engines.evolution import EvolutionOptions  # same options (budget overflow = area here)
 from autonba.hw.engines.das import _Adam
 from autonba.registry import Registry
@@ -162,9 +159,14 @@ class DasOptions(EngineOptions):
     dual_lr: float = Field(0.5, gt=0, description="step of the multiplicative area-multiplier update")
     warm_strength: float = Field(3.0, ge=0)
     polish_rounds: int = Field(8, ge=0, description="most rounds of local moves per polish start")
-    polish_share: float = Field(0.5, ge=0, le=1, description="largest share of the budget kept for polishing")
+    polish_share: float = Field(0.5, ge=0, le=1, description="largest share of the budget kept for the buffer stage and the polish")
     polish_starts: int = Field(3, ge=1, description="starts of the polish: the best designs of distinct array "
                                                             "shapes, polished a round each in turn")
+    buffer_stage: bool = Field(True, description="after sampling, cost the buffer configurations the sampling "
+                               "ranks best exactly (every array design, best mappings per layer) while the "
+                               "budget lasts; the local polish gets what is left")
+    screen_arrays: int = Field(8, ge=1, description="best sampled arrays that screen every buffer configuration "
+                                                    "to order the buffer stage")
     polish_candidates: int = Field(2, ge=1, description="array designs per round whose mappings are re-optimised "
                                                                   "(the best moves of distinct array shapes)")
 
@@ -177,9 +179,16 @@ class AsicDas(AsicEngine):
     log(objective) + mu x area / budget (mu a Lagrange multiplier raised while the batch
     overspends the area). A layer's mapping only changes that layer's DRAM traffic, so it is
     credited with log(traffic / compulsory traffic) of its own layer, not with the whole
-    objective: a per-layer signal with no noise from the other layers. The final polish moves
-    one mapping factor at a time in every layer at once (layers are independent given the
-    array), keeps each layer's best move, and accepts the assembled design if it is better."""
+    objective: a per-layer signal with no noise from the other layers.
+
+    Then, where the budget allows, the buffer stage: every layer mapping is costed once (in
+    full-design equivalents), every buffer configuration is screened with the best arrays the
+    sampling saw, and configurations are solved exactly in the screen's order (every array
+    design within the area budget, each with its best mapping per layer) until the budget ends.
+    What is left goes to a local polish: single array-factor and array-shape moves, then
+    single mapping-factor moves in every layer at once (layers are independent given the array),
+    each layer keeping its best move. With a budget too small for the buffer stage, the polish
+    starts from the best designs of distinct array shapes the sampling saw."""
 
     name = "das"
     Options = DasOptions
@@ -208,6 +217,7 @@ class AsicDas(AsicEngine):
         inc, done = AsicIncumbent(), 0
         starts = _Starts(o.polish_starts, self._joint_factors())
         self._buffer_maps: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        ranks = _Ranks(sp)
         with self.progress_bar(self.budget, "das") as bar:
             if warm is not None:
                 hv, mv, ev = self.evaluate(warm[0].unsqueeze(0), warm[1].unsqueeze(0))
@@ -224,6 +234,7 @@ class AsicDas(AsicEngine):
                 bar.update(n)
                 inc.offer(hv, mv, ev, done)
                 starts.add(hw, maps, ev)
+                ranks.add(hw, ev)
                 self._remember_maps(hw, maps, ev)
                 finite = torch.isfinite(ev.objective)
                 worst = ev.objective[finite].max() * 10 if bool(finite.any()) else torch.tensor(1.0)
@@ -241,6 +252,14 @@ class AsicDas(AsicEngine):
                 if cap is not None:  # raise mu while more than a tenth of the batch overspends, else lower it
                     over = float((ev.area > cap).double().mean())
                     mu = min(1e3, max(1e-2, mu * math.exp(o.dual_lr * (over - 0.1))))
+            solved = 0                                          # buffer configurations solved exactly
+            if o.buffer_stage:
+                used, solved = self._buffer_stage(inc, ranks, done, bar)
+                if used:
+                    done += used
+                    starts = _Starts(1, self._joint_factors())              # polish what the stage found
+                    h = nearest(sp.hw_table, sp.hw_valid, inc.best[0])
+                    starts.items[()] = (inc.objective, h, nearest(sp.map_table, sp.map_valid, inc.best[1]))
             # multi-start local search from the best designs of distinct array shapes the sampling saw:
             # one round per start in turn (so no start takes the whole budget), a start retires when a
             # round does not improve it or after polish_rounds rounds
@@ -265,7 +284,43 @@ class AsicDas(AsicEngine):
                 if local.objective < inc.objective:
                     inc.objective, inc.best = local.objective, local.best
                     inc.trace.append((done, inc.objective))
-        return inc.outcome(done, area_multiplier=mu)
+        return inc.outcome(done, area_multiplier=mu, buffers_solved=solved)
+
+    def _buffer_stage(self, inc: AsicIncumbent, ranks: "_Ranks", done: int, bar) -> tuple[int, int]:
+        """Cost every mapping of every layer once; screen every buffer configuration with the best
+        arrays the sampling saw (each with its best mappings); then cost the configurations in the
+        order of the screen exactly (every array design within the area budget, best mappings per
+        layer) while the budget lasts. Returns the evaluations used (0: the stage does not fit) and
+        the configurations solved."""
+        sp, t = self.space, self.template
+        table_cost = MappingTable.design_equivalents(sp)
+        screen = ranks.top_arrays(self.options.screen_arrays)
+        if done + table_cost + len(buffer_configs(sp)) * len(screen) > self.budget:
+            return 0, 0
+        table, used, solved = MappingTable(t, sp), table_cost, 0
+        bar.update(table_cost)
+        order = []
+        for key in buffer_configs(sp):
+            gb, split = (float(sp.hw_table[sp.hw_index(f), i]) for f, i in zip(("gb_kib", "gb_split"), key))
+            fronts = table.fronts(gb, split)
+            if fronts is None:
+                continue
+            hv = buffer_designs(t, sp, key, screen)
+            screened = float("inf")
+            if len(hv):
+                value, pick = table.best(hv, fronts)
+                screened = float(value.min())
+                table.offer(hv, fronts, value, pick, inc, done + used + len(hv))
+                used += len(hv)
+                bar.update(len(hv))
+            order.append((screened, ranks.buffers.get(key, float("inf")), key))
+        for *_, key in sorted(order):
+            if done + used + len(buffer_designs(t, sp, key)) <= self.budget:
+                n = offer_buffer(table, key, inc, done + used, self.options.batch * 64)
+                solved += 1
+                used += n
+                bar.update(n)
+        return used, solved
 
     def _buffer_key(self, hw: torch.Tensor) -> torch.Tensor:
         """The buffer configuration (size, split) of array designs (indices): (n, 2)."""
@@ -420,6 +475,32 @@ class AsicDas(AsicEngine):
         return moves[keep], allowed[keep]
 
 
+class _Ranks:
+    """The best feasible objective sampled per buffer configuration (size, split) and per array (the
+    other array factors), as index tuples."""
+
+    def __init__(self, space: AsicSpace):
+        self.buffer_cols = [space.hw_index("gb_kib"), space.hw_index("gb_split")]
+        self.array_cols = _array_factors(space)
+        self.buffers: dict[tuple[int, ...], float] = {}
+        self.arrays: dict[tuple[int, ...], float] = {}
+
+    def add(self, hw: torch.Tensor, ev) -> None:
+        score = torch.where(ev.feasible, ev.objective, torch.full_like(ev.objective, float("inf")))
+        for best, cols in ((self.buffers, self.buffer_cols), (self.arrays, self.array_cols)):
+            keys = hw[:, cols]
+            for key in torch.unique(keys, dim=0):
+                v = float(score[(keys == key).all(-1)].min())
+                k = tuple(key.tolist())
+                if math.isfinite(v) and v < best.get(k, float("inf")):
+                    best[k] = v
+
+    def top_arrays(self, k: int) -> torch.Tensor:
+        """The ``k`` best arrays seen (indices of the non-buffer factors), (<= k, H - 2)."""
+        keys = sorted(self.arrays, key=self.arrays.get)[:k]
+        return torch.tensor(keys, dtype=torch.long).reshape(len(keys), len(self.array_cols))
+
+
 class _Starts:
     """The best feasible design seen for each of the ``n`` best distinct array shapes (the ``key``
     factors: rows, cols and dataflow), so that the polish starts from different shapes; a start
@@ -447,175 +528,74 @@ class _Starts:
 
 # ---- exact -------------------------------------------------------------------------------
 class ExactOptions(EngineOptions):
-    max_evaluations: int = Field(500_000_000, gt=0, description="refuse spaces needing more layer-mapping "
-                                                                "evaluations than this")
+    max_evaluations: int = Field(5_000_000, gt=0, description="refuse spaces with more layer mappings than this "
+                                                               "(the table holds about 80 bytes per mapping)")
     block: int = Field(4096, gt=0, description="array designs costed per vectorised call")
 
 
 class AsicExact(AsicEngine):
-    """Provably optimal over the whole space (``budget`` does not apply)."""
+    """Provably optimal over the whole space (``budget`` does not apply): every buffer configuration,
+    every array design on it, each with its best mapping per layer (:mod:`autonba.hw.asic.fronts`)."""
 
     name = "exact"
     Options = ExactOptions
 
     def _run(self) -> Outcome:
         sp, o = self.space, self.options
-        n_hw, n_maps = sp.size()
-        gb_vals = sp.hw_table[sp.hw_index("gb_kib")][sp.hw_valid[sp.hw_index("gb_kib")]]
-        sp_vals = sp.hw_table[sp.hw_index("gb_split")][sp.hw_valid[sp.hw_index("gb_split")]]
-        per_layer_df = "dataflow" in sp.map_factors
-        work = len(gb_vals) * len(sp_vals) * n_maps
+        work = MappingTable.size(sp)
         if work > o.max_evaluations:
-            raise AutonbaError(f"exact: the space needs {work:,} layer-mapping evaluations (> max_evaluations="
+            raise AutonbaError(f"exact: the space has {work:,} layer mappings (> max_evaluations="
                                f"{o.max_evaluations:,}); pin factors with --fix, or use das / evolution")
-        # 1. per buffer configuration and layer: the Pareto front of (traffic energy, traffic bits)
-        fronts = {}
-        for gb in gb_vals.tolist():
-            for split in sp_vals.tolist():
-                fronts[(gb, split)] = [self._front(layer, gb, split) for layer in range(sp.num_layers)]
-        # 2. every array design: per-layer best choices on the fronts
+        table = MappingTable(self.template, sp)
         inc, done = AsicIncumbent(), 0
-        with self.progress_bar(n_hw, "exact") as bar:
-            for idx in sp.enumerate_hw(o.block):
-                hv = sp.hw_table.gather(1, idx.T).T                                       # (n, H)
-                for key in {(float(g), float(s)) for g, s in hv[:, [sp.hw_index("gb_kib"),
-                                                                    sp.hw_index("gb_split")]].tolist()}:
-                    sel = (hv[:, sp.hw_index("gb_kib")] == key[0]) & (hv[:, sp.hw_index("gb_split")] == key[1])
-                    self._best_for(hv[sel], fronts[key], inc, done, per_layer_df)
-                done += len(idx)
-                bar.update(len(idx))
+        with self.progress_bar(sp.size()[0], "exact") as bar:
+            for key in buffer_configs(sp):
+                done += offer_buffer(table, key, inc, done, o.block)
+                bar.update(done - bar.n)
         return inc.outcome(done, layer_mapping_evaluations=work)
 
-    def _front(self, layer: int, gb: float, split: float):
-        """Mappings of one layer under one buffer: the Pareto front of (traffic pJ, traffic bits)."""
-        sp, t = self.space, self.template
-        lay = t.lay.select([layer])
-        idx = sp.enumerate_maps(layer)                                                    # (n, M)
-        vals = sp.map_table[layer].gather(1, idx.T).T.unsqueeze(1)                      # (n, 1, M)
-        col = lambda f: vals[..., sp.map_index(f)]  # noqa: E731
-        g, s = torch.tensor([[gb]], dtype=torch.float64), torch.tensor([[split]], dtype=torch.float64)
-        tk, tc, toy = torch.minimum(col("tk"), lay.k), torch.minimum(col("tc"), lay.cg), torch.minimum(col("toy"), lay.oy)
-        fp = t.footprint(tk, tc, toy, lay)                                               # (n, 1, 3)
-        cap = t.buffer_kib(g, s) * 8192
-        fits = (fp.sum(-1) <= gb * 8192) if split == 0 else (fp <= cap).all(-1)
-        tr = t.traffic(tk, tc, toy, col("order"), lay)                                  # (n, 1, 3)
-        e = (tr * t.traffic_pj_per_bit(g, s)).sum(-1)[:, 0]
-        bits = tr.sum(-1)[:, 0]
-        fits = fits[:, 0]
-        if not bool(fits.any()):
-            return None
-        e, bits, keep_vals = e[fits], bits[fits], vals[fits, 0]
-        keep = pareto_2d(e, bits)
-        e, bits, keep_vals = e[keep], bits[keep], keep_vals[keep]
-        if "dataflow" not in sp.map_factors:
-            return e, bits, keep_vals, None
-        # per-layer dataflow: traffic does not depend on it, so every front point comes in every dataflow
-        m = sp.map_index("dataflow")
-        codes = sp.map_table[layer, m][sp.map_valid[layer, m]]
-        reps = keep_vals.repeat(len(codes), 1)
-        reps[:, m] = codes.repeat_interleave(len(keep_vals))
-        return e.repeat(len(codes)), bits.repeat(len(codes)), reps, reps[:, m]
 
-    def _best_for(self, hv: torch.Tensor, fronts, inc: AsicIncumbent, done: int, per_layer_df: bool) -> None:
-        """Best mapping per layer for array designs sharing one buffer configuration."""
-        sp, t = self.space, self.template
-        if any(f is None for f in fronts):
-            return
-        n, L = len(hv), sp.num_layers
-        col = lambda f: hv[:, sp.hw_index(f)].unsqueeze(1)  # noqa: E731
-        P = max(len(f[0]) for f in fronts)
-        e_tr = torch.full((L, P), float("inf"), dtype=torch.float64)
-        bits = torch.zeros((L, P), dtype=torch.float64)
-        dfs = torch.zeros((L, P), dtype=torch.float64)
-        for layer, f in enumerate(fronts):
-            e_tr[layer, :len(f[0])], bits[layer, :len(f[0])] = f[0], f[1]
-            if per_layer_df:
-                dfs[layer, :len(f[0])] = f[3]
-        if per_layer_df:  # compute costs per front point's dataflow
-            df = dfs.unsqueeze(0)                                                           # (1, L, P)
-            R, C, rf = (col(x).unsqueeze(-1) for x in ("rows", "cols", "rf_bytes"))
-            lay = _expand(t.lay, P)
-            compute, _, fixed = t.array_costs(R, C, rf, df, col("gb_kib").unsqueeze(-1), col("gb_split").unsqueeze(-1), lay)
-        else:
-            compute, _, fixed = t.array_costs(col("rows"), col("cols"), col("rf_bytes"), col("dataflow"),
-                                              col("gb_kib"), col("gb_split"))
-            compute, fixed = compute.unsqueeze(-1), fixed.unsqueeze(-2)
-        area = t.area(hv)
-        leak = t.leak_pj_per_cycle(area).view(n, 1, 1)
-        lat = torch.maximum(compute, t.dram_cycles(bits).unsqueeze(0))                     # (n, L, P)
-        energy = fixed.sum(-1) + e_tr.unsqueeze(0) + leak * lat
-        energy = torch.where(torch.isfinite(e_tr).unsqueeze(0), energy, torch.full_like(energy, float("inf")))
-        lat = torch.where(torch.isfinite(e_tr).unsqueeze(0), lat, torch.full_like(lat, float("inf")))
-        cap = t.options.area_mm2
-        ok = torch.ones(n, dtype=torch.bool) if cap is None else area <= cap + 1e-12
-        obj = t.options.objective
-        if obj == "latency":
-            pick = (lat + energy * 1e-30).argmin(-1)
-        elif obj == "energy":
-            pick = (energy + lat * 1e-30).argmin(-1)
-        else:
-            pick = self._edp_picks(energy, lat, ok, inc.objective)
-        if pick is None:
-            return
-        e_sel = energy.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1)
-        l_sel = lat.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1)
-        value = torch.where(ok, t.objective(e_sel, l_sel), torch.full_like(e_sel, float("inf")))
-        i = int(value.argmin())
-        if float(value[i]) < inc.objective:
-            maps = torch.stack([fronts[layer][2][int(pick[i, layer])] for layer in range(L)])
-            inc.objective = float(value[i])
-            inc.best = (hv[i].clone(), maps)
-            inc.trace.append((done, inc.objective))
-
-    @staticmethod
-    def _edp_picks(energy: torch.Tensor, lat: torch.Tensor, ok: torch.Tensor, bound: float):
-        """Per design (n), the per-layer front points minimising (sum E)(sum L); (n, L) or None."""
-        lb = energy.min(-1).values.sum(-1) * lat.min(-1).values.sum(-1)
-        # a first choice: the linearisation at the per-layer minima
-        e0, l0 = energy.min(-1).values.sum(-1), lat.min(-1).values.sum(-1)
-        pick = (energy / e0.view(-1, 1, 1) + lat / l0.view(-1, 1, 1)).argmin(-1)
-        value = energy.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1) * lat.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1)
-        best = min(bound, float(torch.where(ok, value, torch.full_like(value, float("inf"))).min()))
-        # designs whose bound could beat the best so far and whose first choice is not provably optimal
-        todo = torch.nonzero(ok & (lb < best) & (value > lb * (1 + 1e-12))).flatten()
-        for i in todo[torch.argsort(lb[todo])].tolist():
-            if float(lb[i]) >= best:
-                break
-            choice, v = _edp_dp(energy[i], lat[i])
-            if v < float(value[i]):
-                pick[i], value[i] = choice, v
-                best = min(best, v)
-        return pick
+def buffer_configs(space: AsicSpace) -> list[tuple[int, int]]:
+    """Every buffer configuration, as (gb_kib, gb_split) index pairs."""
+    return [(g, s) for g in torch.nonzero(space.hw_valid[space.hw_index("gb_kib")]).flatten().tolist()
+            for s in torch.nonzero(space.hw_valid[space.hw_index("gb_split")]).flatten().tolist()]
 
 
-def _edp_dp(energy: torch.Tensor, lat: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Exact min over one point per layer of (sum E)(sum L): DP over layers on the Pareto set of
-    partial sums. energy, lat: (L, P) with inf for absent points."""
-    E = torch.zeros(1, dtype=torch.float64)
-    T = torch.zeros(1, dtype=torch.float64)
-    back = []
-    for layer in range(energy.shape[0]):
-        ok = torch.isfinite(energy[layer])
-        pe, pl = energy[layer][ok], lat[layer][ok]
-        ids = torch.nonzero(ok).flatten()
-        e = (E.unsqueeze(1) + pe.unsqueeze(0)).flatten()
-        tt = (T.unsqueeze(1) + pl.unsqueeze(0)).flatten()
-        keep = pareto_2d(e, tt)
-        back.append((keep // len(pe), ids[keep % len(pe)]))
-        E, T = e[keep], tt[keep]
-    value = E * T
-    state = int(value.argmin())
-    best = float(value[state])
-    picks = []
-    for parent, option in reversed(back):
-        picks.append(int(option[state]))
-        state = int(parent[state])
-    return torch.tensor(picks[::-1]), best
+def buffer_designs(template: AsicArray, space: AsicSpace, key: tuple[int, int],
+                   arrays: torch.Tensor | None = None) -> torch.Tensor:
+    """Array designs (values (n, H)) on one buffer configuration (indices ``key``) that fit the area
+    budget (a closed form of the array factors, checked before any costing): every combination of
+    the other array factors, or the given ones (indices (n, H - 2) of the non-buffer factors)."""
+    sp = space
+    gi, si = sp.hw_index("gb_kib"), sp.hw_index("gb_split")
+    rest = _array_factors(sp)
+    if arrays is None:
+        arrays = torch.cartesian_prod(*[torch.nonzero(sp.hw_valid[f]).flatten() for f in rest]).reshape(-1, len(rest))
+    idx = torch.zeros((len(arrays), len(sp.hw_factors)), dtype=torch.long)
+    idx[:, rest] = arrays
+    idx[:, gi], idx[:, si] = key
+    hv = sp.hw_table.gather(1, idx.T).T
+    cap = template.options.area_mm2
+    return hv if cap is None else hv[template.area(hv) <= cap + 1e-12]
 
 
-def _expand(lay, P: int):
-    """Layer tensors broadcast against a trailing front-point axis: (L, 1)."""
-    return type(lay)(**{k: v.unsqueeze(-1) for k, v in vars(lay).items()})
+def _array_factors(space: AsicSpace) -> list[int]:
+    """Indices of the array factors other than the buffer's size and split."""
+    return [f for f in range(len(space.hw_factors)) if space.hw_factors[f] not in ("gb_kib", "gb_split")]
+
+
+def offer_buffer(table: MappingTable, key: tuple[int, int], inc: AsicIncumbent, done: int, block: int) -> int:
+    """Offer ``inc`` the best array design on one buffer configuration (indices ``key``) with its best
+    mappings; returns the designs costed (those within the area budget)."""
+    sp = table.sp
+    gi, si = sp.hw_index("gb_kib"), sp.hw_index("gb_split")
+    fronts = table.fronts(float(sp.hw_table[gi, key[0]]), float(sp.hw_table[si, key[1]]))
+    if fronts is None:
+        return 0
+    hv = buffer_designs(table.t, sp, key)
+    for b in range(0, len(hv), block):
+        table.offer_best(hv[b:b + block], fronts, inc, done + min(len(hv), b + block))
+    return len(hv)
 
 
 ASIC_ENGINES: Registry[type[AsicEngine]] = Registry("engine")
