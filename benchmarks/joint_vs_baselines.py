@@ -12,7 +12,8 @@ default run is also the seed-0 joint run of ``baselines``); finished
 ones are reused, so experiments can be continued across sessions or split over processes (e.g.
 ``baselines --seeds 1 2`` in a second shell). Tables and reports go to ``runs/bench/<experiment>``.
 ``--set KEY=VALUE`` is passed to every search (it is not part of the run's name: use it with a fresh
-``--root``).
+``--root``), ``--train-set KEY=VALUE`` to every retraining (e.g. ``seeds=3``: mean test accuracy over
+three retrainings).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def cli(*args: str) -> float:
     return time.perf_counter() - t0
 
 
-def run_one(run: Path, sets: list[str], train: bool = True) -> dict:
+def run_one(run: Path, sets: list[str], train: bool = True, train_sets: list[str] = ()) -> dict:
     """Search (and retrain) into ``run`` unless already done; the wall times are kept in bench.json."""
     meta_path = run / "bench.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -50,13 +51,14 @@ def run_one(run: Path, sets: list[str], train: bool = True) -> dict:
                                         *[a for s in sets for a in ("--set", s)])
         meta_path.write_text(json.dumps(meta))
     if train and not (run / "final.json").exists():
-        meta["train_wall_s"] = cli("train", str(run), "--no-progress")
+        meta["train_wall_s"] = cli("train", str(run), "--no-progress", *[a for s in train_sets for a in ("--set", s)])
         meta_path.write_text(json.dumps(meta))
     r = json.loads((run / "result.json").read_text())
     f = json.loads((run / "final.json").read_text()) if (run / "final.json").exists() else {}
     return {"run": run.name, "mode": r["mode"], "seed": r["seed"], "target": r["target_fps"], "fps": r["fps"],
             "met": r["meets_target"], "supernet_acc": r["supernet_acc"], "test_acc": f.get("test_acc"),
             "dsp": r["accelerator"]["dsp"], "bram": r["accelerator"]["bram18k"],
+            "test_acc_std": f.get("test_acc_std"), "train_seeds": len(f.get("seeds", [0])) if f else None,
             "blocks": " ".join(f"{o}@{b}" for o, b in zip(r["ops"], r["bits"])),
             "search_s": meta.get("search_wall_s"), "train_s": meta.get("train_wall_s")}
 
@@ -67,6 +69,8 @@ def table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 13]
     for r in rows:
         ta = "-" if r["test_acc"] is None else f"{100 * r['test_acc']:.2f}"
+        if r.get("train_seeds", 1) and r.get("train_seeds", 1) > 1:
+            ta += f" ± {100 * r['test_acc_std']:.2f} (n={r['train_seeds']})"
         lines.append(f"| {r['run']} | {r['mode']} | {r['seed']} | {r['target']:,.0f} | {r['fps']:,.0f} | "
                      f"{'yes' if r['met'] else 'no'} | {ta} | {100 * r['supernet_acc']:.1f} | {r['dsp']:g} | "
                      f"{r['bram']:g} | {r['search_s'] or 0:.0f} | {r['train_s'] or 0:.0f} | {r['blocks']} |")
@@ -92,6 +96,8 @@ def main() -> None:
     ap.add_argument("--cifar-fps", type=float, default=8000)
     ap.add_argument("--kill-after", type=float, default=150, help="seconds before the SIGKILL (resume)")
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--train-set", action="append", default=[],
+                    help="passed to every 'autonba train' as --set, e.g. seeds=3 (a run already trained is reused)")
     a = ap.parse_args()
     root = Path(a.root)
     exp = root / a.experiment
@@ -100,7 +106,8 @@ def main() -> None:
 
     def named(mode: str, seed: int, fps: float, extra: list[str] = (), prefix: str = "") -> None:
         runs.append(root / "runs" / f"{prefix}{mode}-s{seed}-fps{fps:g}")
-        rows.append(run_one(runs[-1], [f"mode={mode}", f"seed={seed}", f"target.fps={fps}", *extra, *a.set]))
+        rows.append(run_one(runs[-1], [f"mode={mode}", f"seed={seed}", f"target.fps={fps}", *extra, *a.set],
+                            train_sets=a.train_set))
 
     if a.experiment == "default":
         named("joint", 0, a.target)

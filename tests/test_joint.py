@@ -214,6 +214,37 @@ def test_train_writes_final_and_onnx_with_bits(tmp_path, finished):
     assert ref.shape == y.shape and abs(ref - y).max() < 1e-3 * max(1.0, abs(y).max())
 
 
+def test_train_several_seeds_and_resume_after_a_kill(tmp_path, finished, monkeypatch):
+    """seeds=2 trains twice (seeds 3 and 4) and reports the mean; a retraining killed after the first
+    seed and one epoch of the second resumes to the same figures."""
+    import shutil
+
+    from autonba.train import retrain as rt
+    runs = []
+    for name in ("full", "killed"):
+        runs.append(tmp_path / name)
+        shutil.copytree(finished, runs[-1], ignore=shutil.ignore_patterns("final.json", "model.*", "retrain_*"))
+    full = rt.retrain(runs[0], epochs=2, overrides=["seeds=2"], progress=False)
+    assert full["seeds"] == [3, 4] and len(full["per_seed"]) == 2
+    assert full["test_acc"] == pytest.approx(sum(p["test_acc"] for p in full["per_seed"]) / 2)
+    real, calls = rt.save_checkpoint, []
+
+    def dies_after_the_fourth(path, state):
+        real(path, state)
+        calls.append(path)
+        if len(calls) == 4:  # seed 3: two epochs and its result; seed 4: one epoch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(rt, "save_checkpoint", dies_after_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        rt.retrain(runs[1], epochs=2, overrides=["seeds=2"], progress=False)
+    monkeypatch.undo()
+    assert not (runs[1] / "final.json").exists()
+    resumed = rt.retrain(runs[1], epochs=2, overrides=["seeds=2"], resume=True, progress=False)
+    figures = lambda f: [{k: v for k, v in p.items() if k != "seconds"} for p in f["per_seed"]]  # noqa: E731
+    assert figures(resumed) == figures(full)
+
+
 def test_report_for_one_and_several_runs(tmp_path, finished):
     assert main(["report", str(finished), "--out", str(tmp_path / "one")]) == 0
     for f in ("summary.md", "search_curves.png", "layer_cycles.png", "resources.png", "blocks.png"):

@@ -87,6 +87,8 @@ class RetrainSchedule(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(4e-5, ge=0)
     workers: int = Field(0, ge=0)
+    seeds: int = Field(1, ge=1, description="train the derived network this many times from scratch (seeds: the "
+                                            "run's seed, +1, ...) and report the mean test accuracy")
 
 
 class SearchConfig(_Strict):

@@ -2,6 +2,9 @@
 
 Training split minus a held-out validation part (``data.val_fraction``); the epoch with the best
 validation accuracy is kept (model selection never looks at the test split, which is only reported).
+With ``retrain.seeds`` > 1 the network is trained that many times (seeds ``seed``, ``seed`` + 1, ...)
+and ``final.json`` reports the mean test accuracy, its standard deviation and every seed's figures;
+the saved weights are the first seed's.
 Writes ``model.pt`` (weights + arch), ``model.onnx`` (per-layer bitwidths in its metadata) and
 ``final.json`` (test accuracy, FPS and resources of the final accelerator, params, MACs, bit-ops).
 A checkpoint after every epoch lets ``--resume`` continue a killed retraining exactly.
@@ -92,28 +95,85 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
                            f"{arch.layout.num_classes} classes, the run's data gives {splits.channels}x"
                            f"{splits.input_size}^2 and {splits.num_classes}")
     train_part, val_part = train_val_split(splits, cfg.data)
+    ckpt = run_dir / CHECKPOINT
+    saved = None
+    if resume:
+        saved = load_checkpoint(ckpt)
+        if not isinstance(saved, dict) or "runs" not in saved or saved.get("schedule") != sched.model_dump():
+            raise AutonbaError(f"--resume: {ckpt} is not a retraining checkpoint of this schedule")
+    runs: list[dict[str, Any]] = saved["runs"] if saved else []      # finished seeds
+    first = saved["first"] if saved else None                         # the first seed's best weights
+
+    def keep(current: dict[str, Any] | None) -> None:
+        save_checkpoint(ckpt, {"runs": runs, "first": first, "current": current, "schedule": sched.model_dump()})
+
+    for i in range(len(runs), sched.seeds):
+        seed = cfg.seed + i
+        current = saved["current"] if saved and saved.get("current") else None
+        model, state = _train_one(arch, sched, seed, train_part, val_part, device, show, current, keep)
+        saved = None
+        runs.append({"seed": seed, "test_acc": accuracy(model, splits.test, device, sched.workers),
+                     "val_acc": state["best_acc"], "best_epoch": state["best_epoch"], "seconds": state["seconds"],
+                     "log": state["log"]})
+        if i == 0:
+            first = state["best"]
+        keep(None)
+
+    model = DerivedNet(arch).to(device)
+    model.load_state_dict(first)
+    wl = arch.workload()
+    layer_bits = {layer.name: layer.bits for layer in wl.layers}
+    x = torch.zeros(1, arch.layout.input_channels, arch.layout.input_size, arch.layout.input_size, device=device)
+    tests = torch.tensor([r["test_acc"] for r in runs], dtype=torch.float64)
+    final = {
+        "test_acc": float(tests.mean()), "test_acc_std": float(tests.std()) if len(runs) > 1 else 0.0,
+        "val_acc": sum(r["val_acc"] for r in runs) / len(runs), "seeds": [r["seed"] for r in runs],
+        "per_seed": [{k: v for k, v in r.items() if k != "log"} for r in runs],
+        "best_epoch": runs[0]["best_epoch"], "epochs": sched.epochs,
+        "train_seconds": sum(r["seconds"] for r in runs),
+        "fps": result["fps"], "target_fps": cfg.target.fps, "meets_target": result["meets_target"],
+        **{k: result[k] for k in ("target_edp_uj_ms", "edp_uj_ms") if k in result},
+        **{k: v for k, v in result["accelerator"].items() if k not in ("engine", "feasible")},
+        "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, x),
+        "bitops": sum(layer.bitops for layer in wl.layers),
+        "model_bits": sum(layer.weights * layer.bits for layer in wl.layers),
+        "layer_bits": layer_bits, "ops": [b.op for b in arch.blocks], "bits": [b.bits for b in arch.blocks],
+        "schedule": sched.model_dump(), "log": runs[0]["log"],
+    }
+    save_checkpoint(run_dir / "model.pt", {"arch": arch.model_dump(), "state_dict": model.state_dict()})
+    export_onnx(model, run_dir / "model.onnx", {"arch": arch.model_dump(), "layer_bits": layer_bits,
+                                                "fps": result["fps"], "platform": result["accelerator"]["platform"],
+                                                "test_acc": runs[0]["test_acc"]})
+    write_json(run_dir / "final.json", final)
+    return final
+
+
+def _train_one(arch: Arch, sched: RetrainSchedule, seed: int, train_part: Dataset, val_part: Dataset,
+               device: torch.device, show: bool, current: dict[str, Any] | None, checkpoint
+               ) -> tuple[DerivedNet, dict[str, Any]]:
+    """Train one copy of the network from scratch with ``seed`` (or continue ``current``, a checkpointed
+    one); ``checkpoint(current)`` after every epoch. Returns the model with its best-validation weights."""
+    torch.manual_seed(seed)
     model = DerivedNet(arch).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=sched.lr, momentum=sched.momentum,
                           weight_decay=sched.weight_decay, nesterov=True)
     state = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "best": None, "log": [], "seconds": 0.0}
-    ckpt = run_dir / CHECKPOINT
-    if resume:
-        s = load_checkpoint(ckpt)
-        if not isinstance(s, dict) or "model" not in s or s.get("schedule") != sched.model_dump():
-            raise AutonbaError(f"--resume: {ckpt} is not a retraining checkpoint of this schedule")
-        model.load_state_dict(s["model"])
-        opt.load_state_dict(s["opt"])
-        state = s["state"]
+    if current is not None:
+        model.load_state_dict(current["model"])
+        opt.load_state_dict(current["opt"])
+        state = current["state"]
     one = Context(0, 1, device)
+    tag = "" if sched.seeds == 1 else f" seed {seed}"
     while state["epoch"] < sched.epochs:
         t0 = time.perf_counter()
         e = state["epoch"]
-        torch.manual_seed(epoch_seed(cfg.seed, e, 11))
+        torch.manual_seed(epoch_seed(seed, e, 11))
         for group in opt.param_groups:
             group["lr"] = 0.5 * sched.lr * (1 + math.cos(math.pi * e / sched.epochs))
         total = 0.0
-        dl = loader(train_part, sched.batch_size, sched.workers, one, cfg.seed + 13, e)
-        for x, y in tqdm(dl, desc=f"retrain {e + 1}/{sched.epochs}", leave=False, disable=not show, file=sys.stderr):
+        dl = loader(train_part, sched.batch_size, sched.workers, one, seed + 13, e)
+        for x, y in tqdm(dl, desc=f"retrain{tag} {e + 1}/{sched.epochs}", leave=False, disable=not show,
+                         file=sys.stderr):
             x, y = x.to(device), y.to(device)
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
@@ -129,31 +189,8 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
             state["best"] = copy.deepcopy(model.state_dict())
         rec = {"epoch": e + 1, "loss": total / max(len(dl), 1), "val_acc": val, "seconds": state["seconds"]}
         state["log"].append(rec)
-        print(f"retrain {e + 1:>3}/{sched.epochs} loss {rec['loss']:.3f} | val acc {100 * val:.1f}% | "
+        print(f"retrain{tag} {e + 1:>3}/{sched.epochs} loss {rec['loss']:.3f} | val acc {100 * val:.1f}% | "
               f"{state['seconds']:.0f}s", file=sys.stderr)
-        save_checkpoint(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
-                               "schedule": sched.model_dump()})
-
+        checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "state": state})
     model.load_state_dict(state["best"])
-    test_acc = accuracy(model, splits.test, device, sched.workers)
-    wl = arch.workload()
-    layer_bits = {layer.name: layer.bits for layer in wl.layers}
-    x = torch.zeros(1, arch.layout.input_channels, arch.layout.input_size, arch.layout.input_size, device=device)
-    final = {
-        "test_acc": test_acc, "val_acc": state["best_acc"], "best_epoch": state["best_epoch"],
-        "epochs": sched.epochs, "train_seconds": state["seconds"],
-        "fps": result["fps"], "target_fps": cfg.target.fps, "meets_target": result["meets_target"],
-        **{k: result[k] for k in ("target_edp_uj_ms", "edp_uj_ms") if k in result},
-        **{k: v for k, v in result["accelerator"].items() if k not in ("engine", "feasible")},
-        "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, x),
-        "bitops": sum(layer.bitops for layer in wl.layers),
-        "model_bits": sum(layer.weights * layer.bits for layer in wl.layers),
-        "layer_bits": layer_bits, "ops": [b.op for b in arch.blocks], "bits": [b.bits for b in arch.blocks],
-        "schedule": sched.model_dump(), "log": state["log"],
-    }
-    save_checkpoint(run_dir / "model.pt", {"arch": arch.model_dump(), "state_dict": model.state_dict()})
-    export_onnx(model, run_dir / "model.onnx", {"arch": arch.model_dump(), "layer_bits": layer_bits,
-                                                "fps": result["fps"], "platform": result["accelerator"]["platform"],
-                                                "test_acc": test_acc})
-    write_json(run_dir / "final.json", final)
-    return final
+    return model, state
