@@ -255,11 +255,10 @@ class AsicDas(AsicEngine):
             solved = 0                                          # buffer configurations solved exactly
             if o.buffer_stage:
                 used, solved = self._buffer_stage(inc, ranks, done, bar)
-                if used:
-                    done += used
-                    starts = _Starts(1, self._joint_factors())              # polish what the stage found
-                    h = nearest(sp.hw_table, sp.hw_valid, inc.best[0])
-                    starts.items[()] = (inc.objective, h, nearest(sp.map_table, sp.map_valid, inc.best[1]))
+                done += used
+                if used and inc.best is not None:                               # polish what the stage found
+                    starts = _Starts.single(inc.objective, nearest(sp.hw_table, sp.hw_valid, inc.best[0]),
+                                            nearest(sp.map_table, sp.map_valid, inc.best[1]))
             # multi-start local search from the best designs of distinct array shapes the sampling saw:
             # one round per start in turn (so no start takes the whole budget), a start retires when a
             # round does not improve it or after polish_rounds rounds
@@ -521,6 +520,13 @@ class _Starts:
                 self.items[key] = (v, hw[i].clone(), maps[i].clone())
         if len(self.items) > 2 * self.n:
             self.items = dict(sorted(self.items.items(), key=lambda kv: kv[1][0])[:self.n])
+
+    @classmethod
+    def single(cls, value: float, hw: torch.Tensor, maps: torch.Tensor) -> "_Starts":
+        """One start: a design given as indices, with its objective."""
+        starts = cls(1, [])
+        starts.items[()] = (value, hw, maps)
+        return starts
 
     def best(self) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
         return [(h, m, v) for v, h, m in sorted(self.items.values(), key=lambda x: x[0])[:self.n]]
