@@ -77,9 +77,12 @@ class _MixQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, coef, bits, kind, lo, hi):
         params = _qparams(x, bits, kind, lo, hi)
-        out = torch.zeros_like(x)
-        for j, p in enumerate(params):
-            out.add_(_fake_quant(x, p, kind).mul_(coef[j]) if p is not None else x * coef[j])
+        if len(params) == 1:  # one bitwidth (a derived network, a sampled path): no accumulator
+            out = _fake_quant(x, params[0], kind).mul_(coef[0]) if params[0] is not None else x * coef[0]
+        else:
+            out = torch.zeros_like(x)
+            for j, p in enumerate(params):
+                out.add_(_fake_quant(x, p, kind).mul_(coef[j]) if p is not None else x * coef[j])
         ctx.save_for_backward(x, coef)
         ctx.params, ctx.kind = params, kind  # a few scalars / per-channel vectors per bitwidth
         return out
@@ -92,6 +95,8 @@ class _MixQuant(torch.autograd.Function):
             masks = [_inside(x, p, ctx.kind) for p in ctx.params]
             if all(m is None for m in masks):
                 gx = g * coef.sum()
+            elif len(masks) == 1:
+                gx = (g * coef[0]).masked_fill_(~masks[0], 0.0)
             else:
                 factor = torch.zeros_like(x)
                 for j, m in enumerate(masks):
