@@ -69,7 +69,7 @@ def table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 13]
     for r in rows:
         ta = "-" if r["test_acc"] is None else f"{100 * r['test_acc']:.2f}"
-        if r.get("train_seeds", 1) and r.get("train_seeds", 1) > 1:
+        if (r.get("train_seeds") or 1) > 1:
             ta += f" ± {100 * r['test_acc_std']:.2f} (n={r['train_seeds']})"
         lines.append(f"| {r['run']} | {r['mode']} | {r['seed']} | {r['target']:,.0f} | {r['fps']:,.0f} | "
                      f"{'yes' if r['met'] else 'no'} | {ta} | {100 * r['supernet_acc']:.1f} | {r['dsp']:g} | "

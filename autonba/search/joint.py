@@ -280,11 +280,11 @@ class JointSearch:
             best = max(ok, key=lambda r: (r["supernet_acc"], r["epoch"]))
             return to_arch(best["blocks"]), best["epoch"], best["supernet_acc"], []
         # rescore: each distinct candidate, at the last epoch it was derived, with the final weights
-        latest = {json.dumps(r["blocks"]): r["epoch"] for r in ok}
-        candidates = [{"epoch": e, "blocks": json.loads(b), "logged_acc": self.log[e - 1]["supernet_acc"],
-                            "fps": self.log[e - 1].get("fps"),
-                            "final_weights_acc": self.evaluate_path(self.arch_part, to_arch(json.loads(b)))}
-                           for b, e in latest.items()]
+        latest = {tuple(map(tuple, r["blocks"])): r["epoch"] for r in ok}
+        candidates = [{"epoch": e, "blocks": [list(b) for b in blocks], "logged_acc": self.log[e - 1]["supernet_acc"],
+                       "fps": self.log[e - 1].get("fps"),
+                       "final_weights_acc": self.evaluate_path(self.arch_part, to_arch(blocks))}
+                      for blocks, e in latest.items()]
         best = max(candidates, key=lambda c: (c["final_weights_acc"], c["epoch"]))
         return to_arch(best["blocks"]), best["epoch"], best["final_weights_acc"], candidates
 

@@ -154,7 +154,8 @@ def _train_one(arch: Arch, sched: RetrainSchedule, seed: int, train_part: Datase
     """Train one copy of the network from scratch with ``seed`` (or continue ``current``, a checkpointed
     one); ``checkpoint(current)`` after every epoch. Returns the model with its best-validation weights."""
     torch.manual_seed(seed)
-    model = DerivedNet(arch).to(device, memory_format=torch.channels_last)  # about 30% faster convolutions on CPU
+    # channels-last: about 30% less time per step on CPU for the CIFAR networks
+    model = DerivedNet(arch).to(device, memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=sched.lr, momentum=sched.momentum,
                           weight_decay=sched.weight_decay, nesterov=True)
     state = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "best": None, "log": [], "seconds": 0.0}

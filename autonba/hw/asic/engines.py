@@ -159,7 +159,8 @@ class DasOptions(EngineOptions):
     dual_lr: float = Field(0.5, gt=0, description="step of the multiplicative area-multiplier update")
     warm_strength: float = Field(3.0, ge=0)
     polish_rounds: int = Field(8, ge=0, description="most rounds of local moves per polish start")
-    polish_share: float = Field(0.5, ge=0, le=1, description="largest share of the budget kept for the buffer stage and the polish")
+    polish_share: float = Field(0.5, ge=0, le=1, description="largest share of the budget kept for the buffer "
+                                                             "stage and the polish")
     polish_starts: int = Field(3, ge=1, description="starts of the polish: the best designs of distinct array "
                                                             "shapes, polished a round each in turn")
     buffer_stage: bool = Field(True, description="after sampling, cost the buffer configurations the sampling "
@@ -300,8 +301,7 @@ class AsicDas(AsicEngine):
         bar.update(table_cost)
         order = []
         for key in buffer_configs(sp):
-            gb, split = (float(sp.hw_table[sp.hw_index(f), i]) for f, i in zip(("gb_kib", "gb_split"), key))
-            fronts = table.fronts(gb, split)
+            fronts = table.fronts(key)
             if fronts is None:
                 continue
             hv = buffer_designs(t, sp, key, screen)
@@ -314,11 +314,12 @@ class AsicDas(AsicEngine):
                 bar.update(len(hv))
             order.append((screened, ranks.buffers.get(key, float("inf")), key))
         for *_, key in sorted(order):
-            if done + used + len(buffer_designs(t, sp, key)) <= self.budget:
-                n = offer_buffer(table, key, inc, done + used, self.options.batch * 64)
+            hv = buffer_designs(t, sp, key)
+            if done + used + len(hv) <= self.budget:
+                offer_buffer(table, key, hv, inc, done + used, self.options.batch * 64)
                 solved += 1
-                used += n
-                bar.update(n)
+                used += len(hv)
+                bar.update(len(hv))
         return used, solved
 
     def _buffer_key(self, hw: torch.Tensor) -> torch.Tensor:
@@ -556,7 +557,10 @@ class AsicExact(AsicEngine):
         inc, done = AsicIncumbent(), 0
         with self.progress_bar(sp.size()[0], "exact") as bar:
             for key in buffer_configs(sp):
-                done += offer_buffer(table, key, inc, done, o.block)
+                hv = buffer_designs(self.template, sp, key)
+                if table.fronts(key) is not None:
+                    offer_buffer(table, key, hv, inc, done, o.block)
+                    done += len(hv)
                 bar.update(done - bar.n)
         return inc.outcome(done, layer_mapping_evaluations=work)
 
@@ -590,18 +594,15 @@ def _array_factors(space: AsicSpace) -> list[int]:
     return [f for f in range(len(space.hw_factors)) if space.hw_factors[f] not in ("gb_kib", "gb_split")]
 
 
-def offer_buffer(table: MappingTable, key: tuple[int, int], inc: AsicIncumbent, done: int, block: int) -> int:
-    """Offer ``inc`` the best array design on one buffer configuration (indices ``key``) with its best
-    mappings; returns the designs costed (those within the area budget)."""
-    sp = table.sp
-    gi, si = sp.hw_index("gb_kib"), sp.hw_index("gb_split")
-    fronts = table.fronts(float(sp.hw_table[gi, key[0]]), float(sp.hw_table[si, key[1]]))
+def offer_buffer(table: MappingTable, key: tuple[int, int], hv: torch.Tensor, inc: AsicIncumbent, done: int,
+                 block: int) -> None:
+    """Offer ``inc`` the best of array designs ``hv`` (values, from :func:`buffer_designs`) on one buffer
+    configuration (indices ``key``), each with its best mappings; nothing if no mapping fits the buffer."""
+    fronts = table.fronts(key)
     if fronts is None:
-        return 0
-    hv = buffer_designs(table.t, sp, key)
+        return
     for b in range(0, len(hv), block):
         table.offer_best(hv[b:b + block], fronts, inc, done + min(len(hv), b + block))
-    return len(hv)
 
 
 ASIC_ENGINES: Registry[type[AsicEngine]] = Registry("engine")

@@ -41,6 +41,7 @@ class MappingTable:
             fp = template.footprint(tk, tc, toy, lay)[:, 0]                              # (n, 3)
             tr = template.traffic(tk, tc, toy, order, lay)[:, 0]                         # (n, 3)
             self.rows.append((vals[:, 0], fp, tr))
+        self._fronts: dict[tuple[int, int], list[Front] | None] = {}
 
     @staticmethod
     def size(space: AsicSpace) -> int:
@@ -52,9 +53,18 @@ class MappingTable:
         """The table's cost in full-design evaluations (a design costs one mapping of every layer)."""
         return math.ceil(MappingTable.size(space) / space.num_layers)
 
-    def fronts(self, gb: float, split: float) -> list[Front] | None:
-        """Per layer, the mappings that fit one buffer configuration and lie on the Pareto front of
-        (traffic pJ, traffic bits); None if some layer has no mapping that fits."""
+    def fronts(self, key: tuple[int, int]) -> list[Front] | None:
+        """Per layer, the mappings that fit one buffer configuration (``key``: indices of its size and
+        split) and lie on the Pareto front of (traffic pJ, traffic bits); None if some layer has no
+        mapping that fits. Computed once per configuration."""
+        if key not in self._fronts:
+            sp = self.sp
+            gb = float(sp.hw_table[sp.hw_index("gb_kib"), key[0]])
+            split = float(sp.hw_table[sp.hw_index("gb_split"), key[1]])
+            self._fronts[key] = self._compute_fronts(gb, split)
+        return self._fronts[key]
+
+    def _compute_fronts(self, gb: float, split: float) -> list[Front] | None:
         t, sp = self.t, self.sp
         g = torch.tensor([[gb]], dtype=torch.float64)
         s = torch.tensor([[split]], dtype=torch.float64)
@@ -146,7 +156,8 @@ def _edp_picks(energy: torch.Tensor, lat: torch.Tensor, ok: torch.Tensor, bound:
     # a first choice: the linearisation at the per-layer minima
     e0, l0 = energy.min(-1).values.sum(-1), lat.min(-1).values.sum(-1)
     pick = (energy / e0.view(-1, 1, 1) + lat / l0.view(-1, 1, 1)).argmin(-1)
-    value = energy.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1) * lat.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1)
+    chosen = lambda x: x.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1)  # noqa: E731
+    value = chosen(energy) * chosen(lat)
     best = min(bound, float(torch.where(ok, value, torch.full_like(value, float("inf"))).min()))
     # designs whose bound could beat the best so far and whose first choice is not provably optimal
     todo = torch.nonzero(ok & (lb < best) & (value > lb * (1 + 1e-12))).flatten()
