@@ -92,6 +92,27 @@ def test_imagefolder_zip_and_folder(tmp_path, as_zip):
     assert sum(len(b[1]) for b in loader) == 6
 
 
+def test_imagefolder_training_images_decoded_once_give_the_same_items(tmp_path):
+    from autonba.data.datasets import DecodedImages
+    src = tmp_path / "d"
+    for split in ("train", "test"):
+        for cls in range(3):
+            for i in range(4):
+                (src / split / f"c{cls}").mkdir(parents=True, exist_ok=True)
+                (src / split / f"c{cls}" / f"{i}.png").write_bytes(_png((40 * i, 80 * cls, 7 * i + cls)))
+    base = dict(name="imagefolder", path=str(src), input_size=6, augment=False)
+    for extra in ({}, {"train_subset": 7}):
+        cached = load_data(DataConfig(**base, **extra))
+        lazy = load_data(DataConfig(**base, **extra, cache_mb=0))
+        assert isinstance(cached.train, DecodedImages) and not isinstance(lazy.train, DecodedImages)
+        assert len(cached.train) == len(lazy.train) == extra.get("train_subset", 12)
+        for i in range(len(lazy.train)):
+            (xc, yc), (xl, yl) = cached.train[i], lazy.train[i]
+            assert torch.equal(xc, xl) and yc == yl
+    tiny = load_data(DataConfig(**base, cache_mb=12 * 3 * 36 / 2 ** 20 - 1e-9))  # one byte short
+    assert not isinstance(tiny.train, DecodedImages)
+
+
 def test_imagefolder_without_the_layout(tmp_path):
     src = tmp_path / "z.zip"
     with zipfile.ZipFile(src, "w") as z:

@@ -43,6 +43,43 @@ def test_input_gradient_is_the_same_with_and_without_coefficient_gradients(kind)
     assert torch.equal(grads[0], grads[1])
 
 
+def test_activation_quantiser_is_bit_identical_to_torch_fake_quantize():
+    """Our elementwise form of per-tensor fake quantisation (faster on CPU) equals PyTorch's operator
+    exactly, on rounding ties, clipped values and channels-last tensors, for every bitwidth."""
+    from autonba.nas.quant import _fake_quant, _qparams, minmax
+    g = torch.Generator().manual_seed(5)
+    for trial in range(40):
+        x = torch.randn(6, 5, 7, 7, generator=g) * (0.1 + 5 * trial / 40) + (trial % 5 - 2) * 0.3
+        if trial % 2:
+            x = x.contiguous(memory_format=torch.channels_last)
+        lo, hi = minmax(x)
+        assert torch.equal(lo, x.amin()) and torch.equal(hi, x.amax())
+        if trial % 3 == 0:
+            lo, hi = lo * 0.6, hi * 0.7                # evaluation: a stored range clips some values
+        for b in (2, 3, 4, 6, 8):
+            scale, zero, qmin, qmax = _qparams(x, (b,), "act", lo, hi)[0]
+            k = torch.arange(-2 * qmax, 2 * qmax, dtype=torch.float32)
+            for t in (x, (k + 0.5) * scale, k * scale):  # values, exact ties, exact levels
+                want = torch.fake_quantize_per_tensor_affine(t, scale, zero, qmin, qmax)
+                got = _fake_quant(t, (scale, zero, qmin, qmax), "act")
+                assert torch.equal(got, want), (trial, b)
+
+
+def test_single_bitwidth_gradient_is_the_same_with_and_without_clipping_check():
+    """The one-bitwidth backward skips the clipping mask when nothing is clipped; the gradient is
+    the masked straight-through one either way."""
+    torch.manual_seed(3)
+    for shrink in (1.0, 0.5):                          # nothing clipped / some clipped
+        x = torch.randn(4, 6, 5, 5).contiguous(memory_format=torch.channels_last)
+        lo, hi = x.amin() * shrink, x.amax() * shrink
+        xa = x.clone().requires_grad_(True)
+        g = torch.randn_like(x)
+        (mix_quant(xa, torch.ones(1), (4,), "act", lo, hi) * g).sum().backward()
+        _, m = quantize(x, 4, "act", lo, hi)
+        assert torch.equal(xa.grad, torch.where(m, g, torch.zeros_like(g)))
+        assert shrink == 1.0 or not bool(m.all())
+
+
 def test_onnx_form_of_the_quantiser_matches_fake_quantize():
     from autonba.nas.quant import plain_quantize
     torch.manual_seed(2)

@@ -1,6 +1,7 @@
 """Datasets: scikit-learn's bundled ``digits``, ``cifar10`` / ``cifar100`` (python-pickle layout),
-``imagefolder`` (a folder or a .zip with ``train/<class>/*`` and ``test/<class>/*``, decoded lazily)
-and ``synthetic`` (for tests). Nothing is downloaded.
+``imagefolder`` (a folder or a .zip with ``train/<class>/*`` and ``test/<class>/*``: the training
+images decoded once into memory when they fit ``cache_mb``, the rest on each access) and
+``synthetic`` (for tests). Nothing is downloaded.
 
 Every dataset yields float tensors (C, H, W) at the configured input size, normalised per channel
 with statistics of its training split, and integer labels. The test split is only for reporting:
@@ -35,6 +36,8 @@ class DataConfig(BaseModel):
     arch_fraction: float = Field(0.5, gt=0, lt=1, description="share of the training data for architecture steps")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="share held out for model selection in retraining")
     augment: bool = Field(True, description="random crop and flip on training images (not for digits)")
+    cache_mb: float = Field(1024, ge=0, description="imagefolder: decode the training images once into memory "
+                                                    "(uint8) when they take at most this many MiB; 0: never")
     seed: int = 0
     # synthetic
     classes: int = Field(10, gt=1)
@@ -61,6 +64,10 @@ def load_data(cfg: DataConfig) -> DataSplits:
         splits.train = Subset(splits.train, torch.randperm(len(splits.train), generator=g)[:cfg.train_subset].tolist())
     if cfg.test_subset and cfg.test_subset < len(splits.test):
         splits.test = Subset(splits.test, torch.randperm(len(splits.test), generator=g)[:cfg.test_subset].tolist())
+    train = splits.train
+    base, idx = (train.dataset, train.indices) if isinstance(train, Subset) else (train, range(len(train)))
+    if isinstance(base, FolderImages) and len(idx) * 3 * cfg.input_size ** 2 <= cfg.cache_mb * 2 ** 20:
+        splits.train = base.decoded(idx)  # read every epoch: decode once (the test split is read once)
     return splits
 
 
@@ -201,7 +208,8 @@ class FolderImages(Dataset):
     def __getstate__(self):
         return {**self.__dict__, "_zip": None}
 
-    def raw(self, i: int) -> torch.Tensor:
+    def raw(self, i: int, scaled: bool = True) -> torch.Tensor:
+        """Image ``i`` as (3, H, W): floats in [0, 1], or uint8 with ``scaled=False``."""
         from PIL import Image
         name, _ = self.items[i]
         if self.source.suffix == ".zip":
@@ -211,14 +219,36 @@ class FolderImages(Dataset):
         else:
             data = (self.source / name).read_bytes()
         img = Image.open(io.BytesIO(data)).convert("RGB").resize((self.size, self.size), Image.BILINEAR)
-        return torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(self.size, self.size, 3) \
-            .permute(2, 0, 1).float() / 255.0
+        u8 = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(self.size, self.size, 3).permute(2, 0, 1)
+        return u8.float() / 255.0 if scaled else u8
 
     def __getitem__(self, i: int):
-        x = (self.raw(i) - self.mean.view(-1, 1, 1)) / self.std.view(-1, 1, 1)
-        if self.augment:
-            x = _crop_flip(x)
-        return x, self.items[i][1]
+        return _normalise(self.raw(i), self.mean, self.std, self.augment), self.items[i][1]
+
+    def decoded(self, indices) -> DecodedImages:
+        """The images at ``indices``, decoded now (in this process) and kept as uint8."""
+        u8 = torch.empty(len(indices), 3, self.size, self.size, dtype=torch.uint8)
+        for k, i in enumerate(indices):
+            u8[k] = self.raw(i, scaled=False)
+        return DecodedImages(u8, [self.items[i][1] for i in indices], self.mean, self.std, self.augment)
+
+
+class DecodedImages(Dataset):
+    """Decoded uint8 images (N, 3, H, W): the same items as the FolderImages they came from."""
+
+    def __init__(self, images: torch.Tensor, labels: list[int], mean, std, augment: bool):
+        self.images, self.labels, self.mean, self.std, self.augment = images, labels, mean, std, augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return _normalise(self.images[i].float() / 255.0, self.mean, self.std, self.augment), self.labels[i]
+
+
+def _normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, augment: bool) -> torch.Tensor:
+    x = (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
+    return _crop_flip(x) if augment else x
 
 
 @DATASETS.register("imagefolder")

@@ -53,7 +53,11 @@ def _fake_quant(x: torch.Tensor, p: QParams | None, kind: str) -> torch.Tensor:
     scale, zero, qmin, qmax = p
     if kind == "weight":
         return torch.fake_quantize_per_channel_affine(x, scale, zero, 0, qmin, qmax)
-    return torch.fake_quantize_per_tensor_affine(x, scale, zero, qmin, qmax)
+    # Bit-identical to torch.fake_quantize_per_tensor_affine (round(x / s) + z, clip, - z, * s with
+    # 1 / s precomputed, as its kernel does; tests check equality) in four elementwise passes over x,
+    # about 3x faster on CPU than the operator, which also builds a mask we do not use.
+    z = zero.float()
+    return torch.round(x * (1.0 / scale)).clamp_(qmin - z, qmax - z).mul_(scale)
 
 
 def _inside(x: torch.Tensor, p: QParams | None, kind: str) -> torch.Tensor | None:
@@ -63,6 +67,27 @@ def _inside(x: torch.Tensor, p: QParams | None, kind: str) -> torch.Tensor | Non
     scale, zero, qmin, qmax = p
     z = zero.float()
     return (x >= (qmin - z) * scale) & (x <= (qmax - z) * scale)
+
+
+def minmax(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x``'s smallest and largest element in one pass over its memory (``aminmax`` on a
+    channels-last tensor would first copy it to the contiguous layout)."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        x = x.permute(0, 2, 3, 1)
+    return torch.aminmax(x.reshape(-1))
+
+
+def _all_inside(x: torch.Tensor, p: QParams | None, kind: str) -> bool:
+    """Whether no element is clipped, known without a mask: always for weights and unquantised
+    tensors; on CPU from one min/max pass (on a GPU the host sync would cost more than the mask)."""
+    if p is None or kind == "weight":
+        return True
+    if not x.is_cpu:
+        return False
+    scale, zero, qmin, qmax = p
+    z = zero.float()
+    lo, hi = minmax(x)
+    return bool(lo >= (qmin - z) * scale) and bool(hi <= (qmax - z) * scale)
 
 
 def quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = None,
@@ -92,16 +117,20 @@ class _MixQuant(torch.autograd.Function):
         x, coef = ctx.saved_tensors
         gx = None
         if ctx.needs_input_grad[0]:  # straight through inside every bitwidth's clipping range
-            masks = [_inside(x, p, ctx.kind) for p in ctx.params]
-            if all(m is None for m in masks):
-                gx = g * coef.sum()
-            elif len(masks) == 1:
-                gx = (g * coef[0]).masked_fill_(~masks[0], 0.0)
+            if len(ctx.params) == 1:
+                p = ctx.params[0]
+                gx = g * coef[0]
+                if not _all_inside(x, p, ctx.kind):
+                    gx.masked_fill_(~_inside(x, p, ctx.kind), 0.0)
             else:
-                factor = torch.zeros_like(x)
-                for j, m in enumerate(masks):
-                    factor.add_(coef[j] if m is None else m.to(x.dtype).mul_(coef[j]))
-                gx = g * factor
+                masks = [_inside(x, p, ctx.kind) for p in ctx.params]
+                if all(m is None for m in masks):
+                    gx = g * coef.sum()
+                else:
+                    factor = torch.zeros_like(x)
+                    for j, m in enumerate(masks):
+                        factor.add_(coef[j] if m is None else m.to(x.dtype).mul_(coef[j]))
+                    gx = g * factor
         gc = None
         if ctx.needs_input_grad[1]:
             gc = torch.stack([(g * _fake_quant(x, p, ctx.kind)).sum() for p in ctx.params])
@@ -147,7 +176,7 @@ class ActRange(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.training:
-            lo, hi = x.detach().amin(), x.detach().amax()
+            lo, hi = minmax(x.detach())
             with torch.no_grad():
                 if bool(self.initialised):
                     self.lo.lerp_(lo, self.momentum)
