@@ -61,13 +61,19 @@ def _fake_quant(x: torch.Tensor, p: QParams | None, kind: str) -> torch.Tensor:
     return torch.round(x * (1.0 / scale)).clamp_(qmin - z, qmax - z).mul_(scale)
 
 
+def _edges(p: QParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clipping range of per-tensor activation parameters, in the input's units."""
+    scale, zero, qmin, qmax = p
+    z = zero.float()
+    return (qmin - z) * scale, (qmax - z) * scale
+
+
 def _inside(x: torch.Tensor, p: QParams | None, kind: str) -> torch.Tensor | None:
     """Mask of the elements inside the clipping range (None: everything; weights are never clipped)."""
     if p is None or kind == "weight":
         return None
-    scale, zero, qmin, qmax = p
-    z = zero.float()
-    return (x >= (qmin - z) * scale) & (x <= (qmax - z) * scale)
+    lo, hi = _edges(p)
+    return (x >= lo) & (x <= hi)
 
 
 def minmax(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,10 +91,8 @@ def _all_inside(x: torch.Tensor, p: QParams | None, kind: str) -> bool:
         return True
     if not x.is_cpu:
         return False
-    scale, zero, qmin, qmax = p
-    z = zero.float()
-    lo, hi = minmax(x)
-    return bool(lo >= (qmin - z) * scale) and bool(hi <= (qmax - z) * scale)
+    (lo, hi), (x_lo, x_hi) = _edges(p), minmax(x)
+    return bool(x_lo >= lo) and bool(x_hi <= hi)
 
 
 def quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = None,

@@ -557,8 +557,8 @@ class AsicExact(AsicEngine):
         inc, done = AsicIncumbent(), 0
         with self.progress_bar(sp.size()[0], "exact") as bar:
             for key in buffer_configs(sp):
-                hv = buffer_designs(self.template, sp, key)
-                if table.fronts(key) is not None:
+                if table.fronts(key) is not None:  # else no mapping fits this buffer: nothing to cost
+                    hv = buffer_designs(self.template, sp, key)
                     offer_buffer(table, key, hv, inc, done, o.block)
                     done += len(hv)
                 bar.update(done - bar.n)

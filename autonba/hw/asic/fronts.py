@@ -156,7 +156,9 @@ def _edp_picks(energy: torch.Tensor, lat: torch.Tensor, ok: torch.Tensor, bound:
     # a first choice: the linearisation at the per-layer minima
     e0, l0 = energy.min(-1).values.sum(-1), lat.min(-1).values.sum(-1)
     pick = (energy / e0.view(-1, 1, 1) + lat / l0.view(-1, 1, 1)).argmin(-1)
-    chosen = lambda x: x.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1)  # noqa: E731
+    def chosen(x: torch.Tensor) -> torch.Tensor:
+        return x.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1)
+
     value = chosen(energy) * chosen(lat)
     best = min(bound, float(torch.where(ok, value, torch.full_like(value, float("inf"))).min()))
     # designs whose bound could beat the best so far and whose first choice is not provably optimal
