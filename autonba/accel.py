@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from autonba.config import format_validation_error, validate
+from autonba.config import validate
 from autonba.errors import AutonbaError
 from autonba.hw.asic.array import AsicArray
 from autonba.hw.asic.engines import ASIC_ENGINES
@@ -67,24 +67,39 @@ class AccelConfig(BaseModel):
     budget: int | None = Field(None, gt=0, description="design evaluations (default: the engine's)")
     engine_options: dict[str, Any] = {}
     fix: dict[str, int | float] = {}
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2 ** 32 - 1)
 
     def resolved_platform(self) -> str:
-        return self.platform or _DEFAULT_PLATFORM.get(self.template, "zc706")
+        return resolved_platform(self.template, self.platform)
 
 
 _DEFAULT_PLATFORM = {"fpga-legacy": "zc706-legacy", "asic-array": "generic-45nm"}
 
 
+def resolved_platform(template: str, platform: str | None) -> str:
+    """The platform (or technology) name or path, the template's default when none is given."""
+    return platform or _DEFAULT_PLATFORM.get(template, "zc706")
+
+
+def engines_for(template: str | type):
+    """The engine registry of a template's family (a template's name or class)."""
+    cls = TEMPLATES.get(template) if isinstance(template, str) else template
+    return ASIC_ENGINES if issubclass(cls, AsicArray) else ENGINES
+
+
+def load_hardware(template: str, platform: str | None, options: dict[str, Any]) -> tuple[type, Any, dict[str, Any]]:
+    """The template class, its loaded platform (technology for asic-array) and its validated options:
+    every name and option checked before any work is done."""
+    cls = TEMPLATES.get(template)
+    name = resolved_platform(template, platform)
+    loaded = load_technology(name) if cls is AsicArray else load_platform(name)
+    opts = validate(cls.Options, options, f"template '{template}' options")
+    return cls, loaded, opts.model_dump(exclude_unset=True)
+
+
 def build_template(cfg: AccelConfig, workload: Workload | None = None) -> Template | AsicArray:
-    cls = TEMPLATES.get(cfg.template)
-    workload = workload or cfg.workload.load()
-    name = cfg.resolved_platform()
-    platform = load_technology(name) if cls is AsicArray else load_platform(name)
-    try:
-        return cls(workload, platform, **cfg.template_options)
-    except ValidationError as e:  # the template's own options model
-        raise AutonbaError(f"template '{cfg.template}' options: {format_validation_error(e)}") from None
+    cls, platform, options = load_hardware(cfg.template, cfg.platform, cfg.template_options)
+    return cls(workload or cfg.workload.load(), platform, **options)
 
 
 def _config(**kw: Any) -> AccelConfig:
@@ -105,8 +120,7 @@ def search_template(template: Template | AsicArray, engine: str, seed: int = 0, 
     """Search a template already bound to its workload and platform; an error if no design fits."""
     torch.manual_seed(seed)
     asic = isinstance(template, AsicArray)
-    engines = ASIC_ENGINES if asic else ENGINES
-    out = engines.get(engine)(template, template.space.fix(fix or {}), seed=seed, budget=budget,
+    out = engines_for(type(template)).get(engine)(template, template.space.fix(fix or {}), seed=seed, budget=budget,
                               warm_start=warm_start, progress=progress, **engine_options).run()
     if asic:
         if out.best is None:

@@ -3,7 +3,6 @@ over the Python API."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="seed of everything random")
     p.add_argument("--out", help="write the JSON result here (default: stdout); the resolved config goes "
                                  "next to it as <name>.config.yaml")
+    p.add_argument("--force", action="store_true", help="replace an earlier result at --out (never an input)")
 
 
 def _workload_args(p: argparse.ArgumentParser) -> None:
@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a retrain field, e.g. --set lr=0.1 (repeatable)")
     tr.add_argument("--resume", action="store_true", help="continue a killed retraining from its checkpoint")
+    tr.add_argument("--force", action="store_true",
+                    help="retrain from scratch, replacing an earlier retraining's final.json, model.pt, model.onnx "
+                         "and checkpoint")
     tr.add_argument("--no-progress", action="store_true")
 
     rp = sub.add_parser("report", help="plots and a Markdown summary of one or more runs")
@@ -120,25 +123,41 @@ def _accel_config(args: argparse.Namespace) -> "AccelConfig":  # noqa: F821
     return validate(AccelConfig, data)
 
 
+def _config_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".config.yaml")
+
+
+def _check_out(args: argparse.Namespace, cfg) -> None:
+    """Before any work: the result and its config can be written, and neither is an input."""
+    from autonba.io import check_output_file
+
+    if not args.out:
+        return
+    out = Path(args.out)
+    wl = cfg.workload
+    inputs = [args.config, wl.file, wl.arch, getattr(args, "design", None), cfg.platform]
+    check_output_file(out, "--out", inputs, args.force)
+    check_output_file(_config_path(out), "--out's config file", inputs, args.force)
+
+
 def _emit(args: argparse.Namespace, payload: dict[str, Any], cfg) -> None:
-    from autonba.config import dump_yaml
-    from autonba.io import write_json
+    from autonba.io import dumps, write_config, write_json
 
     payload = {**payload, "config": cfg.model_dump(mode="json")}
     if args.out:
         out = Path(args.out)
         write_json(out, payload)
-        dump_yaml(cfg, out.with_name(out.stem + ".config.yaml"))
+        write_config(_config_path(out), cfg)
         print(f"wrote {out}", file=sys.stderr)
     else:
-        json.dump(payload, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        sys.stdout.write(dumps(payload) + "\n")
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
     from autonba.accel import run_search
 
     cfg = _accel_config(args)
+    _check_out(args, cfg)
     result = run_search(cfg)
     print(result.table(), file=sys.stderr)
     _emit(args, result.to_dict(), cfg)
@@ -149,6 +168,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from autonba.hw.workload import read_json
 
     cfg = _accel_config(args)
+    _check_out(args, cfg)
     data = read_json(args.design, "design")
     many = isinstance(data, dict) and "designs" in data
     designs = data["designs"] if many else [data]
@@ -198,10 +218,14 @@ def _cmd_joint_search(args: argparse.Namespace) -> None:
             raise AutonbaError("--resume needs --out RUN_DIR (the run to continue)")
         if args.config or args.set or args.seed is not None:
             raise AutonbaError("--resume continues with the run's own config.yaml; drop -c/--set/--seed")
+        if not Path(args.out).is_dir():
+            raise AutonbaError(f"--resume: {args.out} is not a run directory")
         cfg = load_run_config(args.out)
     else:
         cfg = _search_config(args)
     out = args.out or time.strftime("runs/search-%Y%m%d-%H%M%S")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise AutonbaError(f"--out {out} is a file; a run directory is needed")
     result = search(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
     if result:
         spec = (f"EDP {result['edp_uj_ms']:.4g} uJ*ms (target {result['target_edp_uj_ms']:g}, "
@@ -216,7 +240,7 @@ def _cmd_joint_search(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from autonba.train.retrain import retrain
 
-    final = retrain(args.run_dir, epochs=args.epochs, overrides=args.set, resume=args.resume,
+    final = retrain(args.run_dir, epochs=args.epochs, overrides=args.set, resume=args.resume, force=args.force,
                     progress=False if args.no_progress else None)
     hw = (f"area {final['area_mm2']:.3g} mm2, EDP {final['edp_uj_ms']:.4g} uJ*ms" if "area_mm2" in final
           else f"DSP {final['dsp']:g} BRAM18K {final['bram18k']:g}")
@@ -240,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         handlers[(args.command, getattr(args, "action", None))](args)
     except AutonbaError as e:
         print(f"autonba: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system said no (permissions, full disk, a name too long, ...)
+        where = f" {e.filename}" if e.filename else ""
+        print(f"autonba: error:{where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("autonba: interrupted", file=sys.stderr)

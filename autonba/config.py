@@ -1,6 +1,7 @@
 """YAML configs validated with pydantic, ``--set a.b=value`` overrides, clear errors."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,16 +13,48 @@ from autonba.errors import AutonbaError
 M = TypeVar("M", bound=BaseModel)
 
 
-def format_validation_error(e: ValidationError) -> str:
-    """One line per problem: the dotted field name and pydantic's message (which lists allowed values)."""
+def format_validation_error(e: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per problem: the dotted field name and pydantic's message (which lists allowed values);
+    an unknown field lists the allowed ones where ``model`` tells them."""
     parts = []
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown field"
+            allowed = _fields_at(model, err["loc"][:-1]) if model else None
+            msg = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
         parts.append(f"field '{loc}': {msg}")
     return "; ".join(parts)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """The field names of the (sub)model at ``loc`` inside ``model`` (None if not a model)."""
+    for key in loc:
+        field = model.model_fields.get(str(key))
+        sub = field.annotation if field else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return None
+        model = sub
+    return list(model.model_fields)
+
+
+def non_finite(data: Any, where: str = "") -> str | None:
+    """The dotted path of the first NaN or infinite number inside nested mappings and lists (None if none)."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return where or "(top level)"
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, (list, tuple)) else ()
+    for k, v in items:
+        found = non_finite(v, f"{where}.{k}" if where else str(k))
+        if found:
+            return found
+    return None
+
+
+def check_finite(data: Any, where: str) -> None:
+    """An error naming the field if ``data`` holds a NaN or infinite number."""
+    bad = non_finite(data)
+    if bad:
+        raise AutonbaError(f"{where}: field '{bad}' must be a finite number")
 
 
 def load_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
@@ -32,12 +65,21 @@ def load_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise AutonbaError(f"{what} file {p} is not valid YAML: {e}") from None
+        raise AutonbaError(f"{what} file {p} is not valid YAML: {_yaml_problem(e)}") from None
+    except UnicodeDecodeError:
+        raise AutonbaError(f"{what} file {p} is not UTF-8 text") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise AutonbaError(f"{what} file {p} must hold a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's error in one line: what is wrong, at which line and column."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -62,14 +104,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def validate(model: type[M], data: Any, where: str = "config") -> M:
+    """``data`` as ``model``; any problem (a NaN or infinite number included) is one clear error."""
+    check_finite(data, where)
     try:
-        return model.model_validate(data)
+        out = model.model_validate(data)
     except ValidationError as e:
-        raise AutonbaError(f"{where}: {format_validation_error(e)}") from None
-
-
-def dump_yaml(model: BaseModel, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False))
+        raise AutonbaError(f"{where}: {format_validation_error(e, model)}") from None
+    check_finite(out.model_dump(), where)  # e.g. the string 'inf' read as a float
+    return out
 
 
 def shipped_names(folder: Path) -> list[str]:

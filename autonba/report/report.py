@@ -15,7 +15,7 @@ from typing import Any
 
 from autonba.errors import AutonbaError
 from autonba.hw.workload import read_json
-from autonba.io import write_atomic
+from autonba.io import check_output_dir, write_atomic
 
 
 @dataclass
@@ -50,8 +50,23 @@ def load_run(path: str | Path) -> Run:
         except json.JSONDecodeError:
             raise AutonbaError(f"{p / 'search_log.jsonl'} line {i + 1} is not JSON") from None
     final = read_json(p / "final.json", "final") if (p / "final.json").is_file() else None
-    return Run(p, read_json(p / "result.json", "result"), log, read_json(p / "accelerator.json", "accelerator"),
-               final)
+    result = _need(read_json(p / "result.json", "result"), RESULT_KEYS, p / "result.json")
+    accel = _need(read_json(p / "accelerator.json", "accelerator"), ("template", "layers"), p / "accelerator.json")
+    if final is not None:
+        _need(final, ("test_acc", "train_seconds"), p / "final.json")
+    return Run(p, result, log, accel, final)
+
+
+RESULT_KEYS = ("mode", "seed", "target_fps", "fps", "meets_target", "ops", "bits", "supernet_acc",
+               "search_seconds", "accelerator")
+
+
+def _need(doc: Any, keys: tuple[str, ...], path: Path) -> dict[str, Any]:
+    """A document of a run with the fields the report reads; one clear error otherwise."""
+    missing = [k for k in keys if k not in doc] if isinstance(doc, dict) else list(keys)
+    if missing:
+        raise AutonbaError(f"{path} is not what 'autonba search' writes: it lacks {', '.join(missing)}")
+    return doc
 
 
 def pareto(points: list[tuple[float, float]]) -> list[int]:
@@ -235,20 +250,24 @@ def summary(runs: list[Run], images: dict[str, list[str]]) -> str:
 def write_report(run_dirs: list[str], out: str | Path | None = None) -> Path:
     runs = [load_run(p) for p in run_dirs]
     out = Path(out) if out else (runs[0].path / "report" if len(runs) == 1 else Path("runs/report"))
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, "report --out")
     images: dict[str, list[str]] = {}
-    plot_curves(runs, out / "search_curves.png")
-    for i, r in enumerate(runs):
-        tag = "" if len(runs) == 1 else f"_{i}_{r.path.name}"
-        names = [f"layer_cycles{tag}.png", f"resources{tag}.png", f"blocks{tag}.png"]
-        plot_layers(r, out / names[0])
-        plot_resources(r, out / names[1])
-        plot_blocks(r, out / names[2])
-        images[str(r.path)] = names
-    if len(runs) > 1:
-        plot_pareto(runs, out / "pareto.png")
-        images["pareto"] = ["pareto.png"]
-    text = summary(runs, images).replace("# autonba report\n", "# autonba report\n\n![search curves]"
-                                                               "(search_curves.png)\n", 1)
+    try:
+        plot_curves(runs, out / "search_curves.png")
+        for i, r in enumerate(runs):
+            tag = "" if len(runs) == 1 else f"_{i}_{r.path.name}"
+            names = [f"layer_cycles{tag}.png", f"resources{tag}.png", f"blocks{tag}.png"]
+            plot_layers(r, out / names[0])
+            plot_resources(r, out / names[1])
+            plot_blocks(r, out / names[2])
+            images[str(r.path)] = names
+        if len(runs) > 1:
+            plot_pareto(runs, out / "pareto.png")
+            images["pareto"] = ["pareto.png"]
+        text = summary(runs, images)
+    except (KeyError, TypeError, ValueError, IndexError) as e:  # a run's files edited or damaged by hand
+        raise AutonbaError(f"report: the files of {', '.join(run_dirs)} are not what autonba writes "
+                           f"({type(e).__name__}: {e}); report runs as 'autonba search' and 'train' left them") from None
+    text = text.replace("# autonba report\n", "# autonba report\n\n![search curves](search_curves.png)\n", 1)
     write_atomic(out / "summary.md", text)
     return out / "summary.md"

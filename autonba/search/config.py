@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autonba.data.datasets import DataConfig
 
 MODES = ("joint", "fixed-accel", "sequential")
+SEED_MAX = 2 ** 32 - 1
 
 
 class _Strict(BaseModel):
@@ -53,7 +54,7 @@ class SearchSchedule(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(4e-5, ge=0)
     arch_lr: float = Field(0.01, gt=0, description="Adam of alpha and beta")
-    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_betas: tuple[float, float] = Field((0.5, 0.999), description="Adam's betas, each in [0, 1)")
     arch_weight_decay: float = Field(0.0, ge=0)
     temperature: float = Field(5.0, gt=0)
     temperature_decay: float = Field(0.975, gt=0, le=1, description="T = temperature * decay ** epoch")
@@ -71,6 +72,13 @@ class SearchSchedule(_Strict):
                                "none met it), 'best' = the one with the highest supernet accuracy on the "
                                "architecture split as logged then, 'rescore' = the one with the highest accuracy of "
                                "the final supernet weights on the architecture split (ties: the later epoch)")
+
+    @field_validator("arch_betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError(f"each of Adam's betas must be in [0, 1), got {list(v)}")
+        return v
 
     @model_validator(mode="after")
     def _warmup(self) -> "SearchSchedule":
@@ -96,7 +104,7 @@ class SearchConfig(_Strict):
     NAS on the accelerator of the initial network, never re-searched) or ``sequential`` (network and
     bitwidths under a bit-operation cost, then the accelerator for the result)."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     mode: Literal["joint", "fixed-accel", "sequential"] = "joint"
     bits_sampling: Literal["hetero", "soft", "hard", "multipath"] = "hetero"
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda or cuda:N")

@@ -8,7 +8,7 @@ resumed with ``--resume`` reaches the same result as an uninterrupted one.
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import sys
 import time
@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from autonba.config import dump_yaml, load_yaml, validate
+from autonba.config import load_yaml, validate
 from autonba.data.datasets import DataSplits, load_data, search_split
 from autonba.errors import AutonbaError
-from autonba.io import load_checkpoint, save_checkpoint, write_atomic, write_json
+from autonba.io import LOCK, RunLock, dumps, load_checkpoint, save_checkpoint, write_atomic, write_config, write_json
 from autonba.nas.arch import Arch, BlockChoice
 from autonba.nas.space import SearchSpace, load_space
 from autonba.nas.supernet import Supernet
@@ -63,6 +63,16 @@ def loader(ds: Dataset, batch: int, workers: int, ctx: dist_.Context, seed: int,
                       generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 2)))
 
 
+def _finite_or_none(v: Any) -> Any:
+    """A measurement for the log: an undefined (infinite) figure, e.g. the EDP of a network no design
+    fits, is written as null."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
 class JointSearch:
     def __init__(self, cfg: SearchConfig, run_dir: Path, ctx: dist_.Context, progress: bool | None = None):
         self.cfg, self.run_dir, self.ctx = cfg, Path(run_dir), ctx
@@ -73,6 +83,11 @@ class JointSearch:
         self.costing = Costing(cfg, self.space)
         self.reachable_fps = self.costing.check_reachable()
         self.weight_part, self.arch_part = search_split(splits, cfg.data)
+        for part, name in ((self.weight_part, "weight"), (self.arch_part, "architecture")):
+            if len(part) < cfg.search.batch_size * ctx.world:
+                raise AutonbaError(f"the {name} split has {len(part)} images, fewer than one batch of "
+                                   f"{cfg.search.batch_size} per process; lower search.batch_size or use more data "
+                                   "(data.train_subset, data.arch_fraction)")
         self.supernet = Supernet(self.space, cfg.bits_sampling, cfg.search.top_k).to(ctx.device)
         self.wnet = self.supernet.net
         if ctx.distributed:
@@ -218,13 +233,16 @@ class JointSearch:
             bar = tqdm(total=n, desc=f"epoch {e + 1}/{s.epochs}" + (" warm-up" if warm else ""), leave=False,
                        disable=not self.progress, dynamic_ncols=True, file=sys.stderr)
             batches = zip(wl) if warm else zip(wl, al)
-            for pair in batches:
+            for step, pair in enumerate(batches):
                 x, y = (t.to(ctx.device) for t in pair[0])
                 if not warm:
                     xa, ya = (t.to(ctx.device) for t in pair[1])
                     ce, cost, correct = self.arch_step(xa, ya, temperature, g)
+                    self._check_finite("architecture", ce, step)
                     sums[1:] += torch.tensor([ce, cost, correct, len(ya)], dtype=torch.float64)
-                sums[0] += self.weight_step(x, y, temperature, g)
+                loss = self.weight_step(x, y, temperature, g)
+                self._check_finite("weight", loss, step)
+                sums[0] += loss
                 bar.update(1)
             bar.close()
             arch = self.supernet.derive()
@@ -240,7 +258,7 @@ class JointSearch:
                    "arch_loss": float(sums[1]) / max(n, 1) if not warm else None,
                    "hw_cost": float(sums[2]) / max(n, 1) if not warm else None,
                    "sampled_arch_acc": float(sums[3] / sums[4]) if not warm else None,
-                   "supernet_acc": acc, **m,
+                   "supernet_acc": acc, **{k: _finite_or_none(v) for k, v in m.items()},
                    "meets_spec": self.costing.meets(m), "lambda": lam_used, "next_lambda": self.lam,
                    "temperature": temperature,
                    "lr": self.w_opt.param_groups[0]["lr"], "arch_steps": self.arch_steps,
@@ -250,17 +268,26 @@ class JointSearch:
             if ctx.main:
                 self._epoch_line(rec)
                 with open(self.run_dir / "search_log.jsonl", "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                    f.write(dumps(rec, None) + "\n")
                 if self.epoch % cfg.checkpoint_every == 0 or self.epoch == s.epochs:
                     save_checkpoint(self.run_dir / CHECKPOINT, self.state_dict())
             ctx.barrier()
         return self.finish()
 
+    def _check_finite(self, which: str, loss: float, step: int) -> None:
+        """Stop a diverged search before it writes anything derived from NaN weights or logits."""
+        if not math.isfinite(loss):
+            kept = ("its last checkpoint is kept unchanged" if (self.run_dir / CHECKPOINT).is_file()
+                    else "no checkpoint was written")
+            raise AutonbaError(f"the search diverged: the {which} loss is {loss} at epoch {self.epoch + 1}, step "
+                               f"{step + 1}; {kept}; lower search.lr (now {self.cfg.search.lr:g}) or search.arch_lr "
+                               f"and start a new run")
+
     def _epoch_line(self, r: dict[str, Any]) -> None:
         loss = f"loss {r['weight_loss']:.3f}" + (f" arch {r['arch_loss']:.3f}" if r["arch_loss"] is not None else "")
         print(f"epoch {r['epoch']:>3}/{self.cfg.search.epochs} {r['phase']:<6} {loss} | supernet acc "
               f"{100 * r['supernet_acc']:.1f}% | " + (
-                  f"EDP {r['edp_uj_ms']:.4g} uJ*ms (target {self.cfg.target.edp_uj_ms:g}) | "
+                  f"EDP {_fmt(r['edp_uj_ms'], '.4g')} uJ*ms (target {self.cfg.target.edp_uj_ms:g}) | "
                   if self.cfg.target.edp_uj_ms is not None else
                   f"FPS {r['fps']:,.0f} (target {self.cfg.target.fps:,.0f}) | ") +
               f"lambda {r['lambda']:.3g} | T {r['temperature']:.2f} | {r['seconds']:.0f}s", file=sys.stderr)
@@ -322,45 +349,92 @@ class JointSearch:
 
 
 # ---- entry points ---------------------------------------------------------------------------------------
-def prepare_run_dir(run_dir: Path, resume: bool) -> None:
+def check_config(cfg: SearchConfig) -> None:
+    """Every name of the config (space, bitwidths, dataset, template, platform, options, engines)
+    resolved before any work, so that a typo never surfaces after the first epoch."""
+    from autonba.accel import engines_for, load_hardware
+    from autonba.data.datasets import DATASETS
+
+    space = load_space(cfg.space).model_dump()
+    if cfg.bits is not None:
+        space["bits"] = cfg.bits
+    validate(SearchSpace, space, f"search space '{cfg.space}' with bits")
+    DATASETS.get(cfg.data.name)
+    h = cfg.hardware
+    load_hardware(h.template, h.platform, h.template_options)
+    engines = engines_for(h.template)
+    for field, name in (("engine", h.engine), ("final_engine", h.final_engine)):
+        if name not in engines:
+            raise AutonbaError(f"hardware.{field}: unknown engine '{name}' for template '{h.template}'; "
+                               f"allowed: {', '.join(engines.names())}")
+
+
+def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the fields whose values differ between two config dumps, with both values."""
+    out = []
+    for k in sorted(set(a) | set(b), key=str):
+        va, vb = a.get(k), b.get(k)
+        name = f"{prefix}{k}"
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_differences(va, vb, name + ".")
+        elif va != vb:
+            out.append(f"{name} ({va!r} in the checkpoint, {vb!r} now)")
+    return out
+
+
+def _load_state(run_dir: Path, cfg: SearchConfig) -> dict[str, Any] | None:
+    """The checkpoint of a run to resume (None: the run has a config but stopped before its first
+    checkpoint, so it starts again); an error if the config differs from the one it started with."""
     ckpt = run_dir / CHECKPOINT
-    if resume:
-        if not ckpt.is_file():
-            raise AutonbaError(f"--resume: {run_dir} has no {CHECKPOINT} to resume from")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    if not ckpt.is_file():
+        if not (run_dir / "config.yaml").is_file():
+            raise AutonbaError(f"--resume: {run_dir} holds no run (no config.yaml, no {CHECKPOINT})")
+        print(f"autonba: {run_dir} stopped before its first checkpoint; starting it again from its config.yaml",
+              file=sys.stderr)
+        return None
+    state = load_checkpoint(ckpt)
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "config" not in state:
+        raise AutonbaError(f"--resume: {ckpt} is not an autonba search checkpoint")
+    saved = validate(SearchConfig, state["config"], f"checkpoint {ckpt} config")
+    diff = config_differences(saved.model_dump(mode="json"), cfg.model_dump(mode="json"))
+    if diff:
+        raise AutonbaError(f"--resume: the config differs from the one the run started with in "
+                           f"{'; '.join(diff[:6])}{' ...' if len(diff) > 6 else ''}; a run continues with its "
+                           f"own config (restore {run_dir / 'config.yaml'}, or start a new run)")
+    return state
+
+
+def _require_empty(run_dir: Path) -> None:
+    if any(p.name != LOCK for p in run_dir.iterdir()):
         raise AutonbaError(f"run directory {run_dir} already holds files; resume it with --resume or choose "
                            "another --out (nothing was overwritten)")
 
 
 def search(cfg: SearchConfig, run_dir: str | Path, resume: bool = False,
            progress: bool | None = None) -> dict[str, Any]:
-    """Run (or resume) a joint search into ``run_dir``; returns result.json's content (rank 0)."""
+    """Run (or resume) a joint search into ``run_dir``; returns result.json's content (rank 0).
+    The directory is locked for the run's life; nothing is written in it until the run can start."""
     run_dir = Path(run_dir)
+    check_config(cfg)
     ctx = dist_.setup(cfg.device)
     try:
-        prepare_run_dir(run_dir, resume)
-        ctx.barrier()  # every rank has checked the directory before rank 0 writes to it
-        state = None
-        if resume:
-            state = load_checkpoint(run_dir / CHECKPOINT)
-            if not isinstance(state, dict) or state.get("format") != FORMAT or "config" not in state:
-                raise AutonbaError(f"--resume: {run_dir / CHECKPOINT} is not an autonba search checkpoint")
-            saved = validate(SearchConfig, state["config"], f"checkpoint {run_dir / CHECKPOINT} config")
-            if saved.model_dump() != cfg.model_dump():
-                raise AutonbaError(f"--resume: the config differs from the one the run started with "
-                                   f"({run_dir / 'config.yaml'}); resume without -c/--set/--seed")
-        js = JointSearch(cfg, run_dir, ctx, progress)
-        if state is not None:
-            js.load_state_dict(state)
-        else:
+        with RunLock(run_dir, "search") if ctx.main else contextlib.nullcontext():
+            ctx.barrier()  # rank 0 holds the directory before any rank reads it
+            state = _load_state(run_dir, cfg) if resume else None
+            if not resume:
+                _require_empty(run_dir)
+            ctx.barrier()  # every rank has checked the directory before rank 0 writes to it
+            js = JointSearch(cfg, run_dir, ctx, progress)
+            if state is not None:
+                js.load_state_dict(state)
+            else:
+                js.start()
             if ctx.main:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                dump_yaml(cfg, run_dir / "config.yaml")
-                write_atomic(run_dir / "search_log.jsonl", "")
-            js.start()
-        if ctx.main and state is not None:  # drop log lines of epochs after the checkpoint
-            write_atomic(run_dir / "search_log.jsonl", "".join(json.dumps(r) + "\n" for r in js.log))
-        return js.run()
+                if state is None:
+                    write_config(run_dir / "config.yaml", cfg)
+                # a fresh log, or the log up to the checkpoint (lines of later epochs dropped)
+                write_atomic(run_dir / "search_log.jsonl", "".join(dumps(r, None) + "\n" for r in js.log), "log")
+            return js.run()
     finally:
         dist_.teardown(ctx)
 

@@ -29,7 +29,7 @@ from autonba.config import apply_overrides, validate
 from autonba.data.datasets import load_data, train_val_split
 from autonba.errors import AutonbaError
 from autonba.hw.workload import read_json
-from autonba.io import load_checkpoint, save_checkpoint, write_json
+from autonba.io import RunLock, load_checkpoint, save_checkpoint, write_json
 from autonba.nas.arch import Arch
 from autonba.nas.derived import DerivedNet, count_macs
 from autonba.search.config import RetrainSchedule
@@ -70,12 +70,29 @@ def export_onnx(model: DerivedNet, path: Path, metadata: dict[str, Any]) -> None
     onnx.save(m, str(path))
 
 
+OUTPUTS = ("final.json", "model.pt", "model.onnx", CHECKPOINT)
+
+
 def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str] | None = None,
-            resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
+            resume: bool = False, force: bool = False, progress: bool | None = None) -> dict[str, Any]:
+    """Retrain a finished run's network (the run directory locked meanwhile). An earlier retraining is
+    continued with ``resume`` or replaced with ``force``; without either it is an error."""
     run_dir = Path(run_dir)
+    if resume and force:
+        raise AutonbaError("--resume continues the retraining and --force replaces it: give one of them")
     for f in ("config.yaml", "arch.json", "result.json"):
         if not (run_dir / f).is_file():
             raise AutonbaError(f"{run_dir} lacks {f}: give the directory of a finished 'autonba search' run")
+    with RunLock(run_dir, "train"):
+        earlier = [f for f in OUTPUTS if (run_dir / f).exists()]
+        if earlier and not (resume or force):
+            raise AutonbaError(f"{run_dir} already holds a retraining ({', '.join(earlier)}); continue it with "
+                               "--resume, or retrain from scratch with --force (which replaces it)")
+        return _retrain(run_dir, epochs, overrides, resume, force, progress)
+
+
+def _retrain(run_dir: Path, epochs: int | None, overrides: list[str] | None, resume: bool, force: bool,
+             progress: bool | None) -> dict[str, Any]:
     cfg = load_run_config(run_dir)
     sched = cfg.retrain.model_dump()
     apply_overrides(sched, overrides or [])
@@ -83,7 +100,7 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
         sched["epochs"] = epochs
     sched = validate(RetrainSchedule, sched, "retrain")
     arch = Arch.load(run_dir / "arch.json")
-    result = read_json(run_dir / "result.json", "result")
+    accel, notes = recost(run_dir, cfg, arch)
     device = resolve_device(cfg.device)
     show = sys.stderr.isatty() if progress is None else progress
 
@@ -97,6 +114,9 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
     train_part, val_part = train_val_split(splits, cfg.data)
     ckpt = run_dir / CHECKPOINT
     saved = None
+    if force:  # the user asked to replace the earlier retraining: nothing of it may be mixed with this one
+        for f in OUTPUTS:
+            (run_dir / f).unlink(missing_ok=True)
     if resume:
         saved = load_checkpoint(ckpt)
         if not isinstance(saved, dict) or "runs" not in saved or saved.get("schedule") != sched.model_dump():
@@ -131,9 +151,11 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
         "per_seed": [{k: v for k, v in r.items() if k != "log"} for r in runs],
         "best_epoch": runs[0]["best_epoch"], "epochs": sched.epochs,
         "train_seconds": sum(r["seconds"] for r in runs),
-        "fps": result["fps"], "target_fps": cfg.target.fps, "meets_target": result["meets_target"],
-        **{k: result[k] for k in ("target_edp_uj_ms", "edp_uj_ms") if k in result},
-        **{k: v for k, v in result["accelerator"].items() if k not in ("engine", "feasible")},
+        "fps": accel.fps, "target_fps": cfg.target.fps, "meets_target": meets(cfg, accel),
+        **({"target_edp_uj_ms": cfg.target.edp_uj_ms, "edp_uj_ms": accel.edp_uj_ms}
+           if cfg.target.edp_uj_ms is not None else {}),
+        **{k: v for k, v in accel.summary().items() if k not in ("engine", "feasible")},
+        "accelerator_feasible": accel.feasible, "hardware_notes": notes,
         "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, x),
         "bitops": sum(layer.bitops for layer in wl.layers),
         "model_bits": sum(layer.weights * layer.bits for layer in wl.layers),
@@ -142,10 +164,53 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
     }
     save_checkpoint(run_dir / "model.pt", {"arch": arch.model_dump(), "state_dict": model.state_dict()})
     export_onnx(model, run_dir / "model.onnx", {"arch": arch.model_dump(), "layer_bits": layer_bits,
-                                                "fps": result["fps"], "platform": result["accelerator"]["platform"],
+                                                "fps": accel.fps, "platform": accel.summary()["platform"],
                                                 "test_acc": runs[0]["test_acc"]})
     write_json(run_dir / "final.json", final)
     return final
+
+
+def recost(run_dir: Path, cfg, arch: Arch) -> tuple[Any, list[str]]:
+    """The hardware figures of the network in ``arch.json`` on the design in ``accelerator.json``,
+    costed now (never copied from ``result.json``), and notes on where they differ from the search's."""
+    from autonba.accel import AccelConfig, run_evaluate
+
+    path = run_dir / "accelerator.json"
+    doc = read_json(path, "accelerator")
+    design = doc.get("design") if isinstance(doc, dict) else None
+    if not isinstance(design, dict):
+        raise AutonbaError(f"{path} holds no 'design' object: it is not the accelerator a search wrote; "
+                           f"restore it or search one with 'autonba accel search --arch {run_dir / 'arch.json'}'")
+    h = cfg.hardware
+    acfg = validate(AccelConfig, {"workload": {"arch": str(run_dir / "arch.json")}, "template": h.template,
+                                  "platform": h.platform, "template_options": h.template_options}, "run hardware")
+    try:
+        accel = run_evaluate(acfg, [design])[0]
+    except AutonbaError as e:
+        raise AutonbaError(f"the design in {path} does not fit the network in {run_dir / 'arch.json'} ({e}); "
+                           "restore the files the search wrote, or search an accelerator for this network with "
+                           f"'autonba accel search --arch {run_dir / 'arch.json'}'") from None
+    notes = []
+    result = read_json(run_dir / "result.json", "result")
+    searched = result.get("arch") if isinstance(result, dict) else None
+    if searched != arch.model_dump():
+        notes.append("arch.json is not the network the search derived (result.json): the hardware figures are "
+                     "those of arch.json's network on accelerator.json's design")
+    said = result.get("fps") if isinstance(result, dict) else None
+    if not isinstance(said, (int, float)) or not math.isclose(said, accel.fps, rel_tol=1e-9):
+        notes.append(f"FPS re-costed: {accel.fps:,.1f} (result.json says {said})")
+    if not accel.feasible:
+        notes.append("the design does not fit the platform's budgets (infeasible)")
+    for n in notes:
+        print(f"autonba: warning: {n}", file=sys.stderr)
+    return accel, notes
+
+
+def meets(cfg, accel) -> bool:
+    """Whether a costed accelerator meets the run's spec (FPS, or EDP on asic-array)."""
+    if cfg.target.edp_uj_ms is not None:
+        return bool(accel.feasible and accel.edp_uj_ms <= cfg.target.edp_uj_ms)
+    return bool(accel.feasible and accel.fps >= cfg.target.fps)
 
 
 def _train_one(arch: Arch, sched: RetrainSchedule, seed: int, train_part: Dataset, val_part: Dataset,
@@ -181,7 +246,12 @@ def _train_one(arch: Arch, sched: RetrainSchedule, seed: int, train_part: Datase
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            total += float(loss.detach())
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise AutonbaError(f"the retraining diverged: the loss is {value} in epoch {e + 1}; the checkpoint "
+                                   f"of the last finished epoch is kept; lower lr (now {sched.lr:g}, --set lr=...) "
+                                   "and retrain with --force")
+            total += value
         val = accuracy(model, val_part, device, sched.workers)
         state["epoch"] = e + 1
         state["seconds"] += time.perf_counter() - t0
