@@ -41,6 +41,7 @@ def _pow2_upto(n: int) -> list[int]:
 
 class FpgaChunk(Template):
     name = "fpga-chunk"
+    Options = ChunkOptions
 
     def __init__(self, workload: Workload, platform, **options):
         self.options = ChunkOptions(**options)

@@ -45,6 +45,7 @@ def _ports(x: torch.Tensor) -> torch.Tensor:
 
 class FpgaLegacy(Template):
     name = "fpga-legacy"
+    Options = LegacyOptions
 
     def __init__(self, workload: Workload, platform, **options):
         self.options = LegacyOptions(**options)
