@@ -14,10 +14,15 @@ For each selected convolution (ResNet18-CIFAR and MobileNetV2-CIFAR at 8 bits: 3
   per PE wide (ours has no buffer-bandwidth limit) and a spatial unrolling and loop order pinned
   to the dataflow; the zero padding is declared so that it fetches the input rows/cols ours does.
 
+Grouped layers (the 1x1 convs of the CIFAR space's ``k3_e1_g2`` blocks) are checked against SCALE-Sim
+alone: SCALE-Sim has no grouped convolution, so it runs the g groups as g layers, and our compute
+cycles must equal the sum of theirs.
+
 Writes ``results.json``, ``results.md`` (per-case table and per-dataflow summary: geometric mean,
 min and max of ours/ZigZag for latency, energy total, energy without our array-hop term, MAC, RF,
-GB, DRAM; compute-cycle equality with SCALE-Sim) and ``explanations.md`` (systematic differences,
-with the figures that check each mechanism) to the output folder.
+GB, DRAM; compute-cycle equality with SCALE-Sim; the grouped layers' compute cycles) and
+``explanations.md`` (systematic differences, with the figures that check each mechanism) to the
+output folder.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/asic_validation.py [--out runs/bench/asic_validation]
            [--arrays 16x16 32x8] [--dataflows os ws is] [--layers NAME ...] [--scalesim-full N]
@@ -47,8 +52,10 @@ from autonba.hw.asic.array import LEVELS, AsicArray
 from autonba.hw.asic.cycles import fold_counts
 from autonba.hw.asic.space import DATAFLOWS, GB_SPLITS
 from autonba.hw.asic.tech import Technology, load_technology
+from autonba.hw.network import layers_from_arch
 from autonba.hw.workload import Layer, Workload
 from autonba.hw.zoo import WORKLOADS
+from autonba.nas.space import load_space
 
 # (network, layer name): what each one exercises
 LAYERS = [
@@ -67,6 +74,13 @@ LAYERS = [
     ("mobilenetv2-cifar", "s5b1.project"),   # 1x1, 960 -> 160, 4x4 (weight traffic heavy)
     ("mobilenetv2-cifar", "head"),           # 1x1, 320 -> 1280, 4x4
 ]
+# grouped layers (compute cycles against SCALE-Sim only): the CIFAR space with every block k3_e1_g2
+GROUPED = [
+    ("cifar-g2", "block1.project"),          # 1x1, 16 -> 24, 2 groups, 32x32
+    ("cifar-g2", "block9.project"),          # 1x1, 32 -> 64, 2 groups, 8x8
+    ("cifar-g2", "block14.expand"),          # 1x1, 112 -> 112, 2 groups, 8x8
+    ("cifar-g2", "block21.project"),         # 1x1, 184 -> 352, 2 groups, 4x4
+]
 TECH = "generic-45nm"
 BITS = 8
 ACC_BITS = 32
@@ -75,12 +89,20 @@ PARTS = ("mac", "rf", "gb", "dram")
 RATIOS = ("latency", "energy", "energy_no_hop", "mac", "rf", "gb", "dram")
 
 
-def pick_layers(names: list[str] | None) -> list[tuple[str, Layer]]:
+def cifar_g2() -> Workload:
+    """The CIFAR search space's network with every block ``k3_e1_g2`` at BITS bits."""
+    layout = load_space("cifar").layout
+    n = len(layout.block_plan())
+    return layers_from_arch(layout, ["k3_e1_g2"] * n, [BITS] * n, name="cifar-g2")
+
+
+def pick_layers(names: list[str] | None, listed: list[tuple[str, str]] = LAYERS) -> list[tuple[str, Layer]]:
     out = []
-    for net, name in LAYERS:
+    for net, name in listed:
         if names and name not in names and f"{net}/{name}" not in names:
             continue
-        layer = next(x for x in WORKLOADS.get(net)(BITS).layers if x.name == name)
+        wl = cifar_g2() if net == "cifar-g2" else WORKLOADS.get(net)(BITS)
+        layer = next(x for x in wl.layers if x.name == name)
         out.append((f"{net}/{name}", layer))
     return out
 
@@ -101,7 +123,10 @@ def template(layer: Layer, tech: Technology, rows: int, cols: int, gb_kib: int, 
 
 
 def full_tiles(layer: Layer) -> tuple[int, int, int]:
-    return layer.out_ch, 1 if layer.depthwise else layer.in_ch, layer.out_h
+    """Whole-layer tiles (a grouped layer's: one whole group)."""
+    if layer.depthwise:
+        return layer.out_ch, 1, layer.out_h
+    return layer.out_ch // layer.groups, layer.in_ch // layer.groups, layer.out_h
 
 
 def gb_kib_for(layer: Layer, tech: Technology, rf_bytes: int) -> int:
@@ -138,7 +163,8 @@ def scalesim(layer: Layer, rows: int, cols: int, df: str, memory: bool) -> dict:
     with warnings.catch_warnings():  # SCALE-Sim 3.0.0 converts 1-element arrays to int (NumPy 2.x)
         warnings.simplefilter("ignore", DeprecationWarning)
         r = validate.scalesim_layer(h, w, layer.kernel, layer.kernel, layer.in_ch, layer.out_ch, layer.stride,
-                                    rows, cols, df, depthwise=layer.depthwise, memory=memory)
+                                    rows, cols, df, depthwise=layer.depthwise,
+                                    groups=1 if layer.depthwise else layer.groups, memory=memory)
     assert r["ofmap"] == (layer.out_h, layer.out_w)
     return r
 
@@ -228,6 +254,18 @@ def run_case(name: str, layer: Layer, tech: Technology, rows: int, cols: int, df
             "cpu_seconds": {"ours": c1 - c0, "scalesim": c2 - c1, "zigzag": c3 - c2}}
 
 
+def run_grouped_case(name: str, layer: Layer, tech: Technology, rows: int, cols: int, df: str,
+                     rf_bytes: int) -> dict:
+    """A grouped layer: our compute cycles against SCALE-Sim's, summed over its groups run as layers."""
+    gb_kib = gb_kib_for(layer, tech, rf_bytes)
+    o = ours(template(layer, tech, rows, cols, gb_kib, rf_bytes), layer, rows, cols, df, gb_kib, rf_bytes)
+    ss = scalesim(layer, rows, cols, df, memory=False)
+    return {"layer": name, "dims": layer.to_dict(), "rows": rows, "cols": cols, "dataflow": df,
+            "groups": layer.groups, "compute_cycles": int(o["compute_cycles"]),
+            "scalesim_compute_cycles": ss["compute_cycles"], "scalesim_layers": ss["layers"],
+            "compute_equal": int(o["compute_cycles"]) == ss["compute_cycles"] and ss["layers"] == layer.groups}
+
+
 def summarise(cases: list[dict]) -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for c in cases:
@@ -254,7 +292,7 @@ def _f(x: float | None, nd: int = 3) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
 
-def markdown(cases: list[dict], summary: list[dict], meta: dict) -> str:
+def markdown(cases: list[dict], summary: list[dict], meta: dict, grouped: list[dict]) -> str:
     names = [{"energy_no_hop": "energy -hop"}.get(r, r) for r in RATIOS]
     lines = ["# asic-array vs SCALE-Sim and ZigZag", "",
              f"Command: `{meta['command']}`  ",
@@ -284,6 +322,18 @@ def markdown(cases: list[dict], summary: list[dict], meta: dict) -> str:
             f"{o['energy'] / 1e6:.2f} | {z['energy_pj'] / 1e6:.2f} | {_f(r['energy'])} | {_f(r['energy_no_hop'])} | "
             f"{_f(r['mac'])} | {_f(r['rf'])} | {_f(r['gb'])} | {_f(r['dram'])} | "
             f"{o['energy_levels']['hop'] / o['energy']:.2f} |")
+    if grouped:
+        eq = sum(c["compute_equal"] for c in grouped)
+        lines += ["", "## Grouped layers: compute cycles vs SCALE-Sim", "",
+                  (f"Equal in {eq}/{len(grouped)} cases. SCALE-Sim has no grouped convolution: it runs the g groups "
+                   "as g layers of Cin/g -> K/g channels (`scalesim_layer(groups=g)`), summed here; ours runs them "
+                   "one after another in `cycles.py`."), "",
+                  "| layer | groups | array | df | compute ours | SCALE-Sim (sum over groups) |",
+                  "|---|---|---|---|---|---|"]
+        for c in grouped:
+            lines.append(f"| {c['layer']} | {c['groups']} | {c['rows']}x{c['cols']} | {c['dataflow']} | "
+                         f"{c['compute_cycles']} | {c['scalesim_compute_cycles']}"
+                         f"{'' if c['compute_equal'] else ' (!)'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -521,13 +571,16 @@ def explanations(cases: list[dict], meta: dict, full_checks: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_reports(out: Path, cases: list[dict], meta: dict, full_checks: list[dict]) -> list[dict]:
+def write_reports(out: Path, cases: list[dict], meta: dict, full_checks: list[dict],
+                  grouped: list[dict]) -> list[dict]:
     summary = summarise(cases)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"meta": meta, "summary": summary, "cases": cases,
-                                                  "scalesim_full_checks": full_checks}, indent=1, default=str))
-    (out / "results.md").write_text(markdown(cases, summary, meta))
-    (out / "explanations.md").write_text(explanations(cases, meta, full_checks))
+                                                  "scalesim_full_checks": full_checks, "grouped": grouped},
+                                                 indent=1, default=str))
+    (out / "results.md").write_text(markdown(cases, summary, meta, grouped))
+    if cases:  # the explanations need the ZigZag cases (not only grouped ones)
+        (out / "explanations.md").write_text(explanations(cases, meta, full_checks))
     return summary
 
 
@@ -546,7 +599,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     if args.from_json:
         saved = json.loads(Path(args.from_json).read_text())
-        write_reports(out, saved["cases"], saved["meta"], saved["scalesim_full_checks"])
+        write_reports(out, saved["cases"], saved["meta"], saved["scalesim_full_checks"], saved.get("grouped", []))
         print(f"wrote {out / 'results.md'}, {out / 'explanations.md'}")
         return
     start, cpu0 = time.perf_counter(), time.process_time()
@@ -567,6 +620,14 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{name:32s} {rows:3d}x{cols:<3d} {df}  compute {'==' if c['compute_equal'] else '!='} "
                       f"SCALE-Sim  lat {_f(r['latency'])}  energy {_f(r['energy'])} (-hop {_f(r['energy_no_hop'])})"
                       f"  [{sum(c['seconds'].values()):.1f} s]", flush=True)
+    grouped = []
+    for name, layer in pick_layers(args.layers, GROUPED):
+        for rows, cols in arrays:
+            for df in args.dataflows:
+                c = run_grouped_case(name, layer, tech, rows, cols, df, rf_bytes)
+                grouped.append(c)
+                print(f"{name:32s} {rows:3d}x{cols:<3d} {df}  compute {'==' if c['compute_equal'] else '!='} "
+                      f"SCALE-Sim over {c['scalesim_layers']} group layers", flush=True)
     # the array-model shortcut against SCALE-Sim's full memory simulation on the cheapest cases
     full_checks = []
     for c in sorted(cases, key=lambda c: c["ours"]["compute_cycles"])[:args.scalesim_full]:
@@ -583,10 +644,11 @@ def main(argv: list[str] | None = None) -> None:
             "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} cores", "tech": TECH,
             "bits": BITS, "acc_bits": ACC_BITS, "rf_bytes": rf_bytes, "arrays": args.arrays,
             "python": platform.python_version()}
-    write_reports(out, cases, meta, full_checks)
+    write_reports(out, cases, meta, full_checks, grouped)
     (out / "cases.partial.json").unlink(missing_ok=True)
-    mismatches = [c for c in cases if not c["compute_equal"]]
-    print(f"\ncompute cycles equal to SCALE-Sim in {len(cases) - len(mismatches)}/{len(cases)} cases; "
+    mismatches = [c for c in cases + grouped if not c["compute_equal"]]
+    print(f"\ncompute cycles equal to SCALE-Sim in {sum(c['compute_equal'] for c in cases)}/{len(cases)} cases "
+          f"and {sum(c['compute_equal'] for c in grouped)}/{len(grouped)} grouped cases; "
           f"full-simulation checks {sum(f['same'] for f in full_checks)}/{len(full_checks)}")
     print(f"wrote {out / 'results.md'}, {out / 'results.json'}, {out / 'explanations.md'}")
     print(f"reproduce: {command}")

@@ -1,7 +1,9 @@
 """The asic-array template: SCALE-Sim compute cycles, physical bounds of the cost model, exact
-search optimality, engines, files and errors."""
+search optimality, engines, files and errors, grouped layers (as their groups run one after another)
+and the joint search on the CIFAR space."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -12,9 +14,10 @@ import torch
 
 from autonba import accel
 from autonba.errors import AutonbaError
-from autonba.hw.asic.array import AsicArray
+from autonba.hw.asic.array import LEVELS, AsicArray
 from autonba.hw.asic.cycles import compute_cycles
 from autonba.hw.asic.engines import ASIC_ENGINES
+from autonba.hw.asic.space import DATAFLOWS
 from autonba.hw.asic.tech import load_technology
 from autonba.hw.workload import Layer, Workload
 
@@ -209,8 +212,6 @@ def test_bad_input_gives_clear_errors(tmp_path):
     bad["array"]["banks"] = 2
     with pytest.raises(AutonbaError, match="unknown factors \\['banks'\\]"):
         t.space.parse([bad])
-    with pytest.raises(AutonbaError, match="grouped convolution"):
-        AsicArray(Workload("g", [Layer("g", 8, 8, 4, 4, 4, 4, 3, groups=2)]), TECH)
     with pytest.raises(AutonbaError, match="rows.*>= 2"):
         accel.search(network="resnet18-cifar", template="asic-array", template_options={"rows": [1, 4]})
     with pytest.raises(AutonbaError, match="fits the area budget of 0.001 mm2"):
@@ -221,3 +222,149 @@ def test_bad_input_gives_clear_errors(tmp_path):
     with pytest.raises(AutonbaError, match="--fix: unknown or per-layer design factor 'tk'"):
         accel.search(network="resnet18-cifar", template="asic-array", fix={"tk": 4})
     assert math.isfinite(TECH.clock_hz)
+
+
+# ---- grouped layers ----------------------------------------------------------------------
+GROUPED = [Layer("g2", 24, 48, 16, 16, 16, 16, 1, groups=2),          # a 1x1 of the CIFAR space's e1_g2 blocks
+           Layer("g3", 12, 18, 10, 10, 8, 8, 3, groups=3),            # 3x3, unpadded
+           Layer("g4", 32, 16, 17, 17, 8, 8, 3, stride=2, groups=4),  # stride 2, 8 inputs -> 4 outputs per group
+           Layer("g8", 8, 16, 6, 6, 6, 6, 3, groups=8)]               # groups = in_ch, 2 filters each: not depthwise
+
+
+def split(layer: Layer) -> list[Layer]:
+    """The g groups of a grouped layer as g standard layers of in_ch/g -> out_ch/g channels."""
+    g = layer.groups
+    return [dataclasses.replace(layer, name=f"{layer.name}.{i}", in_ch=layer.in_ch // g, out_ch=layer.out_ch // g,
+                                groups=1) for i in range(g)]
+
+
+@pytest.mark.parametrize("layer", GROUPED, ids=lambda x: x.name)
+def test_grouped_layer_costs_what_its_groups_cost_as_layers(layer):
+    """Compute cycles are the closed form g x (folds x per_fold - 1) with T = (in_ch/g) F^2 and K = out_ch/g
+    (os/ws/is on several arrays); compute, accesses, DRAM traffic, energy per level, tiles and fits equal
+    the sums over the g groups as standard layers under the same tiling; latency too, except that the layer
+    rounds its DRAM cycles once rather than per group (fewer by at most g - 1 when DRAM-bound)."""
+    g = layer.groups
+    sr, T, K = layer.out_h * layer.out_w, layer.in_ch // g * layer.kernel ** 2, layer.out_ch // g
+    no_leak = slice(0, LEVELS.index("leakage"))  # leakage follows the latency
+    for df in ("per-accelerator", "per-layer"):
+        t = AsicArray(Workload("g", [layer]), TECH, dataflow=df, gb_kib=[1, 4, 16, 64, 1024])
+        s = AsicArray(Workload("s", split(layer)), TECH, dataflow=df, gb_kib=[1, 4, 16, 64, 1024])
+        assert s.space.map_choices[f"{layer.name}.0"] == t.space.map_choices[layer.name]
+        hv, mv = sample(t, 3000, seed=g)
+        arrays = list(itertools.product(range(3), [(2, 2), (4, 8), (16, 4), (8, 8), (32, 16), (3, 5)]))
+        for i, (code, (R, C)) in enumerate(arrays):  # the first designs: every dataflow on several arrays
+            hv[i, t.space.hw_index("rows")], hv[i, t.space.hw_index("cols")] = R, C
+            if df == "per-accelerator":
+                hv[i, t.space.hw_index("dataflow")] = code
+            else:
+                mv[i, 0, t.space.map_index("dataflow")] = code
+        ev, es = t.evaluate(hv, mv), s.evaluate(hv, mv.repeat(1, g, 1))
+        for i, (code, (R, C)) in enumerate(arrays):
+            assert float(ev.layer_compute[i, 0]) == g * scalesim_cycles(DATAFLOWS[code], R, C, sr, T, K)
+        assert torch.equal(ev.layer_compute[:, 0], es.layer_compute.sum(-1))
+        assert torch.equal(ev.layer_dram_bits[:, 0], es.layer_dram_bits.sum(-1))
+        assert torch.allclose(ev.energy_levels[:, no_leak], es.energy_levels[:, no_leak], rtol=1e-12, atol=0)
+        assert torch.equal(ev.layer_fits[:, 0], es.layer_fits.all(-1)) and float(ev.layer_fits.double().mean()) > 0.5
+        assert all(torch.equal(ev.tiles[:, 0], es.tiles[:, j]) for j in range(g))
+        assert (ev.tiles[..., 0] <= K).all() and (ev.tiles[..., 1] <= layer.in_ch // g).all()
+        lat, lat_s = ev.layer_latency[:, 0], es.layer_latency.sum(-1)
+        assert ((lat <= lat_s) & (lat_s <= lat + g - 1)).all()
+        compute_bound = (es.layer_latency == es.layer_compute).all(-1)
+        assert compute_bound.any() and torch.equal(lat[compute_bound], lat_s[compute_bound])
+        assert torch.equal(t.compulsory_bits(), s.compulsory_bits().sum(-1, keepdim=True))
+        assert float(t.lay.macs.sum()) == float(s.lay.macs.sum()) == layer.macs
+
+
+def test_grouped_design_space_and_files():
+    """Tiles of a grouped layer go up to one group (tk <= out_ch/g, tc <= in_ch/g); a depthwise layer's stay
+    as they were (tk over all channels, tc = 1); design files are checked against those ranges."""
+    wl = Workload("m", [Layer("g", 24, 48, 8, 8, 8, 8, 1, groups=2), Layer("dw", 48, 48, 8, 8, 8, 8, 3, groups=48)])
+    t = AsicArray(wl, TECH)
+    assert t.space.map_choices["g"]["tk"] == [1, 2, 4, 8, 16, 24] and t.space.map_choices["g"]["tc"] == [1, 2, 4, 8, 12]
+    assert t.space.map_choices["dw"]["tk"][-1] == 48 and t.space.map_choices["dw"]["tc"] == [1]
+    design = t.space.to_dicts(*sample(t, 1))[0]
+    design["layers"]["g"]["tk"] = 48
+    with pytest.raises(AutonbaError, match="layer 'g': tk=48 .* from 1 to 24"):
+        t.space.parse([design])
+    tk, tc, toy = (torch.full((1, 2), v, dtype=torch.float64) for v in (48.0, 24.0, 8.0))
+    tk, tc, _ = t.clip(tk, tc, toy)                                      # tiles beyond a group: clipped to it
+    assert tk.tolist() == [[24.0, 48.0]] and tc.tolist() == [[12.0, 1.0]]
+
+
+def test_exact_is_optimal_with_grouped_layers():
+    wl = Workload("two", [Layer("a", 8, 16, 8, 8, 8, 8, 3, groups=2),
+                          Layer("b", 16, 8, 8, 8, 4, 4, 1, stride=2, groups=4)])
+    t = AsicArray(wl, TECH, objective="edp", area_mm2=0.06, rows=[2, 4], cols=[2, 8], rf_bytes=[4, 64], gb_kib=[1, 4])
+    t.space = t.space.fix({"order": "kcy", "gb_split": "shared"})
+    out = ASIC_ENGINES.get("exact")(t, t.space, progress=False).run()
+    assert out.bottleneck == pytest.approx(brute_force(t), rel=1e-12)
+
+
+def grouped_workload() -> Workload:
+    """A small network with the CIFAR space's k3_e1_g2 block (grouped 1x1 expand and project)."""
+    return Workload("grouped", [
+        Layer("stem", 3, 16, 16, 16, 16, 16, 3),
+        Layer("b.expand", 16, 16, 16, 16, 16, 16, 1, groups=2),
+        Layer("b.dw", 16, 16, 16, 16, 8, 8, 3, stride=2, groups=16),
+        Layer("b.project", 16, 24, 8, 8, 8, 8, 1, groups=2),
+        Layer("conv", 24, 32, 8, 8, 8, 8, 3, groups=4),
+        Layer("fc", 32, 10, 1, 1, 1, 1, 1),
+    ])
+
+
+def test_accel_search_cli_on_grouped_layers(tmp_path, capsys):
+    from autonba.cli import main
+
+    wl_path = tmp_path / "wl.json"
+    wl_path.write_text(json.dumps(grouped_workload().to_dict()))
+    results = {}
+    for engine, extra in (("exact", []), ("das", ["--budget", "1024"])):
+        out = tmp_path / f"{engine}.json"
+        assert main(["accel", "search", "--workload", str(wl_path), "--template", "asic-array", "--objective",
+                     "edp", "--area-mm2", "1", "--engine", engine, *extra, "--out", str(out)]) == 0
+        assert "grouped layers: 3, utilisation" in capsys.readouterr().err
+        results[engine] = d = json.loads(out.read_text())
+        assert d["feasible"] and d["area_mm2"] <= 1
+        for layer, r in zip(grouped_workload().layers, d["layers"]):
+            assert r["groups"] == layer.groups and r["compute_cycles"] > 0 and r["fits"]
+            if not layer.depthwise:
+                assert r["tiles"]["tk"] <= layer.out_ch // layer.groups
+                assert r["tiles"]["tc"] <= layer.in_ch // layer.groups
+    assert results["exact"]["edp_uj_ms"] <= results["das"]["edp_uj_ms"] * (1 + 1e-9)
+    design = tmp_path / "d.json"
+    design.write_text(json.dumps(results["das"]["design"]))
+    assert main(["accel", "eval", "--workload", str(wl_path), "--template", "asic-array", "--objective", "edp",
+                 "--area-mm2", "1", "--design", str(design)]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_cycles"] == results["das"]["latency_cycles"]
+
+
+@pytest.mark.slow
+def test_joint_search_on_the_cifar_space(tmp_path):
+    """The joint search on the paper's CIFAR space (grouped ops k3_e1_g2, k5_e1_g2) with asic-array: 2 epochs
+    on 32 synthetic 4x4 images, small array lists and engine budgets (17-27 s on 2 shared cores)."""
+    import yaml
+
+    from autonba.cli import main
+
+    cfg = {"seed": 3, "space": "cifar", "device": "cpu",
+           "data": {"name": "synthetic", "input_size": 4, "channels": 3, "samples": 32},
+           "hardware": {"template": "asic-array", "engine_budget": 64, "final_engine": "das", "final_budget": 256,
+                        "research_every": 1000,
+                        "template_options": {"objective": "edp", "rows": [8, 16], "cols": [8, 16], "rf_bytes": [4, 64],
+                                             "gb_kib": [64, 256]}},
+           "target": {"edp_uj_ms": 20.0},
+           "search": {"epochs": 2, "warmup_epochs": 1, "batch_size": 8}}
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert main(["search", "-c", str(p), "--out", str(run), "--no-progress"]) == 0
+    r = json.loads((run / "result.json").read_text())
+    acc = json.loads((run / "accelerator.json").read_text())
+    assert len(r["ops"]) == 22 and any(op.endswith("_g2") for op in r["ops"])
+    assert acc["template"] == "asic-array" and acc["feasible"]
+    grouped = [x for x in acc["layers"] if x["groups"] > 1 and not x["depthwise"]]
+    assert grouped and all(x["compute_cycles"] > 0 for x in grouped)
+    again = accel.evaluate([acc["design"]], arch=str(run / "arch.json"), template="asic-array",
+                           template_options=cfg["hardware"]["template_options"])[0]
+    assert again.edp_uj_ms == pytest.approx(acc["edp_uj_ms"], rel=1e-12)

@@ -6,10 +6,14 @@ without the simulators these tests are skipped.
 import sys
 
 import pytest
+import torch
 
 from autonba.errors import AutonbaError
 from autonba.hw.asic import validate
+from autonba.hw.asic.array import AsicArray
 from autonba.hw.asic.cycles import DATAFLOWS, compute_cycles
+from autonba.hw.asic.tech import load_technology
+from autonba.hw.workload import Layer, Workload
 
 pytestmark = [
     pytest.mark.validate,
@@ -37,8 +41,8 @@ def ours(layer: dict, rows: int, cols: int, dataflow: str) -> int:
     oy = validate.output_size(layer["ifmap_h"], layer["fh"], layer["stride"])
     ox = validate.output_size(layer["ifmap_w"], layer["fw"], layer["stride"])
     dw = layer.get("depthwise", False)
-    groups = layer["channels"] if dw else 1
-    c = 1 if dw else layer["channels"]
+    groups = layer["channels"] if dw else layer.get("groups", 1)
+    c = layer["channels"] // groups
     k = layer["filters"] // groups
     cyc = compute_cycles(DATAFLOWS.index(dataflow), rows, cols, sr=ox * oy, t=c * layer["fh"] * layer["fw"],
                          k=k, macs_per_pe=1, groups=groups)
@@ -51,9 +55,10 @@ def test_output_size_is_scalesims():
     assert validate.output_size(17, 3, 2) == 8
 
 
-def conv(h, w, f, c, k, s, depthwise=False):
+def conv(h, w, f, c, k, s, depthwise=False, groups=1):
+    """A layer as ``scalesim_layer``'s keyword arguments (``groups`` only for a grouped layer)."""
     return {"ifmap_h": h, "ifmap_w": w, "fh": f, "fw": f, "channels": c, "filters": k, "stride": s,
-            "depthwise": depthwise}
+            "depthwise": depthwise, **({"groups": groups} if groups > 1 else {})}
 
 
 ISSUE = conv(18, 18, 3, 32, 64, 1)  # K=64, Cin=32, 16x16 output, 3x3 (padded 18x18 input)
@@ -76,6 +81,9 @@ CASES = [
     pytest.param(conv(18, 18, 3, 16, 16, 1, depthwise=True), 8, 8, "os", None, id="dw-os-8x8"),
     pytest.param(conv(10, 10, 3, 8, 8, 1, depthwise=True), 4, 8, "ws", None, id="dw-ws-4x8"),
     pytest.param(conv(17, 17, 3, 8, 8, 2, depthwise=True), 8, 4, "is", None, id="dw-s2-is-8x4"),
+    pytest.param(conv(16, 16, 1, 24, 24, 1, groups=2), 8, 8, "os", None, id="g2-1x1-os-8x8"),
+    pytest.param(conv(12, 12, 3, 12, 18, 1, groups=3), 4, 8, "ws", None, id="g3-3x3-ws-4x8"),
+    pytest.param(conv(17, 17, 3, 16, 32, 2, groups=4), 8, 4, "is", None, id="g4-s2-is-8x4"),
 ]
 
 
@@ -86,8 +94,27 @@ def test_compute_cycles_match_scalesim(scalesim, layer, rows, cols, dataflow, ex
     assert got["compute_cycles"] == ours(layer, rows, cols, dataflow)
     if expected is not None:
         assert got["compute_cycles"] == expected
-    if layer["depthwise"]:  # simulated channel by channel, each channel a layer of its own
-        assert got["layers"] == layer["channels"]
+    # depthwise: simulated channel by channel, grouped: group by group, each a layer of its own
+    assert got["layers"] == (layer["channels"] if layer["depthwise"] else layer.get("groups", 1))
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws", "is"])
+@pytest.mark.parametrize("rows,cols", [(8, 8), (16, 4)])
+def test_grouped_layer_of_the_template_is_its_groups_run_as_layers_in_scalesim(scalesim, dataflow, rows, cols):
+    """A cifar-space grouped 1x1 (24 -> 24 channels, 2 groups, 16x16) through the template equals the sum of
+    SCALE-Sim's compute cycles over its groups simulated as two layers of 12 -> 12 channels."""
+    layer = Layer("g", 24, 24, 16, 16, 16, 16, 1, groups=2)
+    t = AsicArray(Workload("g", [layer]), load_technology("generic-45nm"), rows=[rows], cols=[cols])
+    factors = {"rows": rows, "cols": cols, "rf_bytes": 4, "gb_kib": 16, "gb_split": 0,
+               "dataflow": DATAFLOWS.index(dataflow)}
+    hv = torch.tensor([[float(factors[f]) for f in t.space.hw_factors]], dtype=torch.float64)
+    tiles = {"tk": 12, "tc": 12, "toy": 16, "order": 0}
+    mv = torch.tensor([[[float(tiles[f]) for f in t.space.map_factors]]], dtype=torch.float64)
+    ev = t.evaluate(hv, mv)
+    got = scalesim(16, 16, 1, 1, 24, 24, 1, rows, cols, dataflow, groups=2, memory=False)
+    assert got["layers"] == 2
+    one = scalesim(16, 16, 1, 1, 12, 12, 1, rows, cols, dataflow, memory=False)
+    assert got["compute_cycles"] == 2 * one["compute_cycles"] == int(ev.layer_compute[0, 0])
 
 
 def test_depthwise_is_per_channel_layers_each_with_their_own_last_cycle(scalesim):

@@ -15,6 +15,11 @@ Per layer (formulas in docs/asic.md):
   tiles (double-buffered) must fit their buffer and are halved until they do;
 - latency max(compute, DRAM traffic / bandwidth), energy MACs + register file + array hops +
   global buffer + DRAM (+ leakage), area PEs + SRAM.
+
+A grouped layer (g groups, not depthwise) runs its groups one after another, each a standard
+convolution of Cin/g -> K/g channels with tiles within the group (tk <= K/g, tc <= Cin/g), so it
+costs what g such layers cost; a depthwise layer runs channel by channel in the array and tiles
+tk channels at a time at the buffer level.
 """
 from __future__ import annotations
 
@@ -126,6 +131,11 @@ class LayerTensors:
         return self.cg * self.f ** 2
 
     @property
+    def tk_max(self) -> torch.Tensor:
+        """Largest output-channel tile: all channels of a depthwise layer, one group's of the others."""
+        return torch.where(self.dw, self.k, self.kg)
+
+    @property
     def halo(self) -> torch.Tensor:
         return (self.f - self.s).clamp(min=0)
 
@@ -157,11 +167,6 @@ class AsicArray:
         self.workload = workload
         self.tech = self.platform = platform
         self.options = o = AsicOptions(**options)
-        L = workload.layers
-        for layer in L:
-            if layer.groups > 1 and not layer.depthwise:
-                raise AutonbaError(f"asic-array: layer '{layer.name}' is a grouped convolution (groups="
-                                   f"{layer.groups}); only standard and depthwise layers are supported")
         self.lay = LayerTensors.of(workload, o.pe_bits)
         self.space = self._build_space()
 
@@ -174,8 +179,8 @@ class AsicArray:
             hw["dataflow"] = list(range(len(DATAFLOWS)))
         layers = {}
         for layer in self.workload.layers:
-            d = {"tk": _pow2_upto(layer.out_ch),
-                 "tc": [1] if layer.depthwise else _pow2_upto(layer.in_ch),
+            d = {"tk": _pow2_upto(layer.out_ch if layer.depthwise else layer.out_ch // layer.groups),
+                 "tc": [1] if layer.depthwise else _pow2_upto(layer.in_ch // layer.groups),
                  "toy": _pow2_upto(layer.out_h),
                  "order": list(range(len(ORDERS)))}
             if o.dataflow == "per-layer":
@@ -226,7 +231,8 @@ class AsicArray:
 
     def array_costs(self, R, C, rf, df, gb, split, lay=None):
         """What the array factors alone decide, per layer: compute cycles, utilisation and the energy
-        (pJ) of MACs, register files, array hops and the array's global-buffer accesses (..., L, 4)."""
+        (pJ) of MACs, register files, array hops and the array's global-buffer accesses (..., L, 4).
+        Folds and streams are per group (T, K of one group), counts summed over the groups."""
         lay = lay or self.lay
         tech, b, acc = self.tech, lay.bits, float(self.options.acc_bits)
         folds, per = fold_counts(df, R, C, lay.sr, lay.t, lay.kg, lay.macs_per_pe)
@@ -290,7 +296,8 @@ class AsicArray:
                 + self.tech.sram_mm2(col("gb_kib"), banks))
 
     def footprint(self, tk, tc, toy, lay=None) -> torch.Tensor:
-        """Bits of one (weights, inputs, outputs) tile, double-buffered: (..., 3)."""
+        """Bits of one (weights, inputs, outputs) tile, double-buffered: (..., 3). A depthwise tile holds tk
+        channels; any other holds tk x tc channels of one group."""
         lay = lay or self.lay
         b, acc = lay.bits, float(self.options.acc_bits)
         ch_in = torch.where(lay.dw, tk, tc)
@@ -299,11 +306,16 @@ class AsicArray:
         out = tk * toy * lay.ox * acc
         return 2 * torch.stack([w, i, out], -1)
 
+    def clip(self, tk, tc, toy, lay=None):
+        """Tiles clipped to the layer (a grouped layer's to one group)."""
+        lay = lay or self.lay
+        return torch.minimum(tk, lay.tk_max), torch.minimum(tc, lay.cg), torch.minimum(toy, lay.oy)
+
     def legalise(self, tk, tc, toy, gb, split, lay=None):
         """Halve the largest tile dimension that matters to an overflowing buffer until every tile fits;
         the tiles (clipped to the layer) and whether they fit."""
         lay = lay or self.lay
-        tk, tc, toy = torch.minimum(tk, lay.k), torch.minimum(tc, lay.cg), torch.minimum(toy, lay.oy)
+        tk, tc, toy = self.clip(tk, tc, toy, lay)
         cap = self.buffer_kib(gb, split) * 8192                                     # (..., 1, 3) bits
         shared, total = split == 0, gb * 8192
         relevant = torch.tensor([[1, 1, 0], [0, 1, 1], [1, 0, 1]], dtype=torch.float64)  # (operand, dim k/c/y)
@@ -328,10 +340,12 @@ class AsicArray:
         return tk, tc, toy, fits
 
     def traffic(self, tk, tc, toy, order, lay=None):
-        """DRAM traffic (bits) of weights, inputs and outputs under a tiling and loop order: (..., 3)."""
+        """DRAM traffic (bits) of weights, inputs and outputs under a tiling and loop order: (..., 3).
+        A grouped layer runs the tile loops once per group (its tiles within the group): g times one
+        group's traffic, which the formulas give with per-group trip counts and all-group sizes."""
         lay = lay or self.lay
         b, acc = lay.bits, float(self.options.acc_bits)
-        n = {"k": torch.ceil(lay.k / tk), "c": torch.where(lay.dw, torch.ones_like(tc), torch.ceil(lay.cg / tc)),
+        n = {"k": torch.ceil(lay.tk_max / tk), "c": torch.where(lay.dw, torch.ones_like(tc), torch.ceil(lay.cg / tc)),
              "y": torch.ceil(lay.oy / toy)}
         one = torch.ones_like(tk)
         rel = {"w": ("k", "c"), "i": ("c", "y"), "o": ("k", "y")}

@@ -8,8 +8,10 @@ With R rows, C cols, Sr = OX*OY output pixels, T = Cin*FX*FY (per group) and K f
 
 and the layer takes folds * per_fold - 1 cycles. A precision-scalable PE that performs ``m`` MACs
 per cycle at the layer's bitwidths consumes the reduction dimension m at a time (T becomes
-ceil(T/m)); m = 1 is SCALE-Sim's array. A grouped layer (depthwise: one channel per group) runs
-its groups one after another, as SCALE-Sim runs a depthwise layer channel by channel.
+ceil(T/m)); m = 1 is SCALE-Sim's array. A layer of g groups runs them one after another, each a
+standard convolution of Cin/g -> K/g channels (T and K of one group), and takes
+g * (folds * per_fold - 1) cycles: SCALE-Sim runs a depthwise layer channel by channel as layers of
+their own, and the groups of a grouped layer given as g layers the same way.
 """
 from __future__ import annotations
 

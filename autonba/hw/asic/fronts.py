@@ -37,7 +37,7 @@ class MappingTable:
             idx = space.enumerate_maps(layer)                                             # (n, M)
             vals = space.map_table[layer].gather(1, idx.T).T.unsqueeze(1)               # (n, 1, M)
             tk, tc, toy, order = (vals[..., space.map_index(f)] for f in ("tk", "tc", "toy", "order"))
-            tk, tc, toy = torch.minimum(tk, lay.k), torch.minimum(tc, lay.cg), torch.minimum(toy, lay.oy)
+            tk, tc, toy = template.clip(tk, tc, toy, lay)
             fp = template.footprint(tk, tc, toy, lay)[:, 0]                              # (n, 3)
             tr = template.traffic(tk, tc, toy, order, lay)[:, 0]                         # (n, 3)
             self.rows.append((vals[:, 0], fp, tr))

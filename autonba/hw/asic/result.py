@@ -51,7 +51,8 @@ class AsicResult:
         for i, layer in enumerate(template.workload.layers):
             tk, tc, toy = ev.tiles[0, i].tolist()
             layers.append({
-                "name": layer.name, "depthwise": layer.depthwise, "bits": layer.bits, "macs": layer.macs,
+                "name": layer.name, "groups": layer.groups, "depthwise": layer.depthwise, "bits": layer.bits,
+                "macs": layer.macs,
                 "dataflow": DATAFLOWS[int(df[i])], "compute_cycles": float(ev.layer_compute[0, i]),
                 "latency_cycles": float(ev.layer_latency[0, i]),
                 "stall_cycles": float(ev.layer_latency[0, i] - ev.layer_compute[0, i]),
@@ -92,9 +93,11 @@ class AsicResult:
                  f"{100 * self.utilisation:.1f}%",
                  "energy: " + ", ".join(f"{k} {v:,.2f}" for k, v in self.energy_breakdown_uj.items()) + " uJ"]
         dw = [x for x in self.layers if x["depthwise"]]
-        if dw:
-            u = sum(x["macs"] for x in dw) / sum(x["macs"] / max(x["utilisation"], 1e-12) for x in dw)
-            lines.append(f"depthwise layers: {len(dw)}, utilisation {100 * u:.1f}% (one channel at a time)")
+        grouped = [x for x in self.layers if x["groups"] > 1 and not x["depthwise"]]
+        for kind, sel, how in (("depthwise", dw, "one channel"), ("grouped", grouped, "one group")):
+            if sel:
+                u = sum(x["macs"] for x in sel) / sum(x["macs"] / max(x["utilisation"], 1e-12) for x in sel)
+                lines.append(f"{kind} layers: {len(sel)}, utilisation {100 * u:.1f}% ({how} at a time)")
         if self.engine:
             lines.append(f"engine {self.engine}: {self.evaluations:,} evaluations in {self.seconds:.2f} s")
         return "\n".join(lines)

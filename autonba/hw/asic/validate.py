@@ -112,7 +112,7 @@ _COUNT_KEYS = tuple(k for k in _DETAIL_KEYS if k.endswith(("reads", "writes")))
 
 def scalesim_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, filters: int,
                    stride: int, rows: int, cols: int, dataflow: Dataflow, depthwise: bool = False,
-                   sram_kib: tuple[int, int, int] = (4096, 4096, 4096),
+                   groups: int = 1, sram_kib: tuple[int, int, int] = (4096, 4096, 4096),
                    bandwidth: int | None = None, memory: bool = True) -> dict[str, Any]:
     """Simulate one convolution with SCALE-Sim on a ``rows`` x ``cols`` systolic array.
 
@@ -139,6 +139,10 @@ def scalesim_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, 
     Utilisation is recomputed over the sum (MACs / (cycles * PEs)); mapping and compute efficiency
     are means weighted by each channel layer's compute cycles.
 
+    Grouped (``groups`` = g > 1, not depthwise): SCALE-Sim has no grouped convolution, so the
+    topology lists the g groups as g layers of ``channels / g`` -> ``filters / g`` channels, run one
+    after another; the figures are summed over them as for a depthwise layer.
+
     ``memory=False`` skips SCALE-Sim's cycle-by-cycle memory simulation (nearly all of its run time
     on large layers) and keeps only its array model: the demand matrices it builds hold one row per
     array cycle, and with the memory system unable to stall (the default large SRAMs and ``CALC``
@@ -151,9 +155,13 @@ def scalesim_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, 
         raise AutonbaError("rows, cols and stride must be positive")
     if not memory and bandwidth is not None:
         raise AutonbaError("memory=False needs bandwidth=None (a user DRAM bandwidth can stall the array)")
+    if groups < 1 or channels % groups or filters % groups or (depthwise and groups > 1):
+        raise AutonbaError(f"groups={groups} must divide channels={channels} and filters={filters} "
+                           "(a depthwise layer takes depthwise=True and groups=1)")
     oy, ox = output_size(ifmap_h, fh, stride), output_size(ifmap_w, fw, stride)
-    name = "convDP" if depthwise else "conv"
-    k_col = _depth_multiplier(channels, filters) if depthwise else filters
+    k_col = _depth_multiplier(channels, filters) if depthwise else filters // groups
+    c_row = channels // groups
+    names = ["convDP"] if depthwise else ["conv"] if groups == 1 else [f"conv_g{i}" for i in range(groups)]
     scale_sim = _require("scalesim.scale_sim", "SCALE-Sim")
 
     with tempfile.TemporaryDirectory(prefix="autonba-scalesim-") as tmp:
@@ -167,13 +175,13 @@ def scalesim_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, 
         with open(topo, "w") as f:
             f.write("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, "
                     "Strides,\n")
-            f.write(f"{name}, {ifmap_h}, {ifmap_w}, {fh}, {fw}, {channels}, {k_col}, {stride},\n")
-        # SCALE-Sim reads a layout file even with custom layouts off; its values are then unused.
-        # Column 5 is expanded like the topology's channel column for "DP" layers, so it holds C.
+            f.writelines(f"{name}, {ifmap_h}, {ifmap_w}, {fh}, {fw}, {c_row}, {k_col}, {stride},\n" for name in names)
+        # SCALE-Sim reads a layout file (a row per topology row) even with custom layouts off; its values
+        # are then unused. Column 5 is expanded like the topology's channel column for "DP" layers: C.
         with open(layout, "w") as f:
             f.write("Layer name," + ",".join(f"f{i}" for i in range(20)) + ",\n")
-            vals = [1, 1, 1, 1, channels, 1, 0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 0, 1, 2, 3]
-            f.write(name + "," + ",".join(map(str, vals)) + ",\n")
+            vals = [1, 1, 1, 1, c_row, 1, 0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 0, 1, 2, 3]
+            f.writelines(name + "," + ",".join(map(str, vals)) + ",\n" for name in names)
         with contextlib.redirect_stdout(io.StringIO()), _array_model_only(not memory):
             sim = scale_sim.scalesim(save_disk_space=True, verbose=False, config=cfg, topology=topo,
                                      layout=layout, input_type_gemm=False)
@@ -195,7 +203,7 @@ def scalesim_layer(ifmap_h: int, ifmap_w: int, fh: int, fw: int, channels: int, 
     total = sum(c[1] for c in comp)
     stall = sum(c[2] for c in comp)
     compute = total - stall
-    macs = ox * oy * fh * fw * channels * k_col  # depthwise: k_col filters per channel
+    macs = ox * oy * fh * fw * channels * k_col  # depthwise: k_col filters per channel; grouped: per group
     weights = [c[1] - c[2] for c in comp]
     wsum = sum(weights) or 1.0
     out: dict[str, Any] = {
