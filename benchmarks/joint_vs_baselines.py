@@ -44,14 +44,16 @@ def run_one(run: Path, sets: list[str], train: bool = True, train_sets: list[str
     meta_path = run / "bench.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     if not (run / "result.json").exists():
-        if run.exists() and (run / "checkpoint.pt").exists():
+        if (run / "config.yaml").exists():  # interrupted: continue (or restart) it with its own config
             meta["search_wall_s"] = cli("search", "--out", str(run), "--resume", "--no-progress")
         else:
             meta["search_wall_s"] = cli("search", "--out", str(run), "--no-progress",
                                         *[a for s in sets for a in ("--set", s)])
         meta_path.write_text(json.dumps(meta))
     if train and not (run / "final.json").exists():
-        meta["train_wall_s"] = cli("train", str(run), "--no-progress", *[a for s in train_sets for a in ("--set", s)])
+        again = ["--resume"] if (run / "retrain_checkpoint.pt").exists() else []
+        meta["train_wall_s"] = cli("train", str(run), "--no-progress", *again,
+                                   *[a for s in train_sets for a in ("--set", s)])
         meta_path.write_text(json.dumps(meta))
     r = json.loads((run / "result.json").read_text())
     f = json.loads((run / "final.json").read_text()) if (run / "final.json").exists() else {}
