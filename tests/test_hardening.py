@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_joint import tiny_config, write_config
+from test_joint import write_config
 
 from autonba.cli import main
 from autonba.io import LOCK, RunLock, save_checkpoint, load_checkpoint

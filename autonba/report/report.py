@@ -267,7 +267,8 @@ def write_report(run_dirs: list[str], out: str | Path | None = None) -> Path:
         text = summary(runs, images)
     except (KeyError, TypeError, ValueError, IndexError) as e:  # a run's files edited or damaged by hand
         raise AutonbaError(f"report: the files of {', '.join(run_dirs)} are not what autonba writes "
-                           f"({type(e).__name__}: {e}); report runs as 'autonba search' and 'train' left them") from None
+                           f"({type(e).__name__}: {e}); report runs as 'autonba search' and 'train' left "
+                           "them") from None
     text = text.replace("# autonba report\n", "# autonba report\n\n![search curves](search_curves.png)\n", 1)
     write_atomic(out / "summary.md", text)
     return out / "summary.md"
