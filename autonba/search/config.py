@@ -9,6 +9,7 @@ from autonba.data.datasets import DataConfig
 
 MODES = ("joint", "fixed-accel", "sequential")
 SEED_MAX = 2 ** 32 - 1
+MAX_WORKERS = 256  # data-loader processes: more is a typo, not a machine
 
 
 class _Strict(BaseModel):
@@ -65,7 +66,7 @@ class SearchSchedule(_Strict):
                                     "0.9), so a cheaper-than-usual choice is pushed up and a dearer one down; "
                                     "'none' is the reference estimator, which pushes every sampled choice down "
                                     "in proportion to its cost")
-    workers: int = Field(0, ge=0, description="data-loader worker processes")
+    workers: int = Field(0, ge=0, le=MAX_WORKERS, description="data-loader worker processes")
     derive: Literal["rescore", "best", "last"] = Field(
         "rescore", description="final network: 'last' = the argmax network after the last epoch; of the networks "
                                "derived after each search epoch that met the target as measured then (the last if "
@@ -94,7 +95,7 @@ class RetrainSchedule(_Strict):
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(4e-5, ge=0)
-    workers: int = Field(0, ge=0)
+    workers: int = Field(0, ge=0, le=MAX_WORKERS)
     seeds: int = Field(1, ge=1, description="train the derived network this many times from scratch (seeds: the "
                                             "run's seed, +1, ...) and report the mean test accuracy")
 
@@ -107,7 +108,8 @@ class SearchConfig(_Strict):
     seed: int = Field(0, ge=0, le=SEED_MAX)
     mode: Literal["joint", "fixed-accel", "sequential"] = "joint"
     bits_sampling: Literal["hetero", "soft", "hard", "multipath"] = "hetero"
-    device: str = Field("auto", description="auto (cuda when available), cpu, cuda or cuda:N")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="auto (cuda when available), cpu, cuda or cuda:N")
     space: str = Field("small", description="shipped search space (small, cifar, imagenet) or a YAML path; "
                                             "input size, channels and classes come from the data")
     bits: list[int] | None = Field(None, description="override the space's bitwidth choices")
