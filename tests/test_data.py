@@ -127,3 +127,78 @@ def test_real_cifar10_zip():
                              test_subset=32))
     assert s.num_classes == 10 and len(s.train) == 64 and len(s.test) == 32
     assert s.train[0][0].shape == (3, 32, 32)
+
+
+def _noise(seed: int, fmt: str = "JPEG") -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    pixels = np.random.default_rng(seed).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+# every kind of unreadable file, in both splits: each fails differently in PIL (some only on a full decode)
+BAD_FILES = {
+    "train/a/cut.jpg": _noise(1)[:300], "train/a/no_end.jpg": _noise(2)[:-2],
+    "train/b/cut.png": _noise(4, "PNG")[:400], "train/b/empty.png": b"", "train/b/text.jpg": b"not an image at all",
+    "test/a/cut.jpg": _noise(3)[:-20], "test/a/empty.jpeg": b"", "test/b/notes.png": b"PNG? no",
+}
+
+
+def _image_folder(tmp_path, as_zip: bool, bad: dict[str, bytes]) -> Path:
+    files = {f"{split}/{cls}/{i}.jpg": _noise(10 * i + (cls == "b")) for split in ("train", "test")
+             for cls in ("a", "b") for i in range(4)}
+    files.update(bad)
+    if as_zip:
+        src = tmp_path / "d.zip"
+        with zipfile.ZipFile(src, "w") as z:
+            for n, b in files.items():
+                z.writestr(n, b)
+    else:
+        src = tmp_path / "d"
+        for n, b in files.items():
+            (src / n).parent.mkdir(parents=True, exist_ok=True)
+            (src / n).write_bytes(b)
+    return src
+
+
+@pytest.mark.parametrize("as_zip", [True, False])
+@pytest.mark.parametrize("cache_mb", [1024, 0])
+def test_unreadable_images_all_named_on_opening(tmp_path, as_zip, cache_mb):
+    src = _image_folder(tmp_path, as_zip, BAD_FILES)
+    with pytest.raises(AutonbaError) as e:
+        load_data(DataConfig(name="imagefolder", path=str(src), input_size=8, cache_mb=cache_mb))
+    msg = str(e.value)
+    assert f"8 image files in {src} cannot be decoded" in msg and "\n" not in msg
+    for name in BAD_FILES:
+        assert f"{name}: " in msg, name
+    assert "train/b/empty.png: empty file" in msg and "train/b/text.jpg: not an image" in msg
+    assert "truncated" in msg and "/0.jpg" not in msg
+
+
+def test_checked_zip_splits_leave_no_handle_for_forked_workers_to_share(tmp_path):
+    s = load_data(DataConfig(name="imagefolder", path=str(_image_folder(tmp_path, True, {})), input_size=8,
+                             cache_mb=0))
+    assert s.train._zip is None and s.test._zip is None
+    loader = torch.utils.data.DataLoader(s.test, batch_size=2, num_workers=2)
+    assert torch.equal(torch.cat([x for x, _ in loader]), torch.stack([s.test[i][0] for i in range(len(s.test))]))
+
+
+def test_a_long_list_of_unreadable_images_is_shortened(tmp_path):
+    src = _image_folder(tmp_path, True, {f"test/a/bad{i:02}.jpg": b"" for i in range(25)})
+    with pytest.raises(AutonbaError, match=r"^dataset imagefolder: 25 image files .*: test/a/bad00.jpg: empty file; "
+                                           r"(test/a/bad0\d.jpg: empty file; ){9}\.\.\. and 15 more$"):
+        load_data(DataConfig(name="imagefolder", path=str(src), input_size=8))
+
+
+def test_cli_stops_on_unreadable_images_before_training(tmp_path, capsys):
+    from autonba.cli import main
+    src = _image_folder(tmp_path, True, BAD_FILES)
+    out = tmp_path / "run"
+    assert main(["search", "--set", "data.name=imagefolder", "--set", f"data.path={src}", "--set", "data.input_size=8",
+                 "--set", "device=cpu", "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("autonba: error: dataset imagefolder: 8 image files"), err
+    assert all(name in err for name in BAD_FILES) and "Traceback" not in err
+    assert not any((out / f).exists() for f in ("checkpoint.pt", "search_log.jsonl", "result.json"))

@@ -1,6 +1,7 @@
 """Datasets: scikit-learn's bundled ``digits``, ``cifar10`` / ``cifar100`` (python-pickle layout),
 ``imagefolder`` (a folder or a .zip with ``train/<class>/*`` and ``test/<class>/*``: the training
-images decoded once into memory when they fit ``cache_mb``, the rest on each access) and
+images decoded once into memory when they fit ``cache_mb``, the rest on each access; every image the
+run reads is decoded once on opening, so that unreadable files are named before any training) and
 ``synthetic`` (for tests). Nothing is downloaded.
 
 Every dataset yields float tensors (C, H, W) at the configured input size, normalised per channel
@@ -64,11 +65,29 @@ def load_data(cfg: DataConfig) -> DataSplits:
         splits.train = Subset(splits.train, torch.randperm(len(splits.train), generator=g)[:cfg.train_subset].tolist())
     if cfg.test_subset and cfg.test_subset < len(splits.test):
         splits.test = Subset(splits.test, torch.randperm(len(splits.test), generator=g)[:cfg.test_subset].tolist())
-    train = splits.train
-    base, idx = (train.dataset, train.indices) if isinstance(train, Subset) else (train, range(len(train)))
-    if isinstance(base, FolderImages) and len(idx) * 3 * cfg.input_size ** 2 <= cfg.cache_mb * 2 ** 20:
-        splits.train = base.decoded(idx)  # read every epoch: decode once (the test split is read once)
+    base, idx = _base(splits.train)
+    if isinstance(base, FolderImages):
+        if len(idx) * 3 * cfg.input_size ** 2 <= cfg.cache_mb * 2 ** 20:
+            splits.train, bad = base.decoded(idx)  # read every epoch: decode once (the test split is read once)
+        else:
+            bad = base.unreadable(idx)
+        test, test_idx = _base(splits.test)
+        bad.update(test.unreadable(test_idx))
+        if bad:
+            raise AutonbaError(_unreadable_message(base.source, bad))
     return splits
+
+
+def _base(ds: Dataset) -> tuple[Dataset, list[int] | range]:
+    """The dataset under a Subset (or ``ds`` itself) and the indices into it."""
+    return (ds.dataset, ds.indices) if isinstance(ds, Subset) else (ds, range(len(ds)))
+
+
+def _unreadable_message(source: Path, bad: dict[str, str], shown: int = 10) -> str:
+    listed = "; ".join(f"{n}: {why}" for n, why in sorted(bad.items())[:shown])
+    more = f"; ... and {len(bad) - shown} more" if len(bad) > shown else ""
+    return (f"dataset imagefolder: {len(bad)} image file{'s' if len(bad) > 1 else ''} in {source} cannot be "
+            f"decoded (remove or replace them): {listed}{more}")
 
 
 def _split(ds: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
@@ -208,29 +227,61 @@ class FolderImages(Dataset):
     def __getstate__(self):
         return {**self.__dict__, "_zip": None}
 
-    def raw(self, i: int, scaled: bool = True) -> torch.Tensor:
-        """Image ``i`` as (3, H, W): floats in [0, 1], or uint8 with ``scaled=False``."""
-        from PIL import Image
-        name, _ = self.items[i]
+    def _read(self, name: str) -> bytes:
         if self.source.suffix == ".zip":
             if self._zip is None:
                 self._zip = zipfile.ZipFile(self.source)
-            data = self._zip.read(name)
-        else:
-            data = (self.source / name).read_bytes()
-        img = Image.open(io.BytesIO(data)).convert("RGB").resize((self.size, self.size), Image.BILINEAR)
+            return self._zip.read(name)
+        return (self.source / name).read_bytes()
+
+    def raw(self, i: int, scaled: bool = True) -> torch.Tensor:
+        """Image ``i`` as (3, H, W): floats in [0, 1], or uint8 with ``scaled=False``."""
+        from PIL import Image
+        img = Image.open(io.BytesIO(self._read(self.items[i][0]))).convert("RGB")
+        img = img.resize((self.size, self.size), Image.BILINEAR)
         u8 = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(self.size, self.size, 3).permute(2, 0, 1)
         return u8.float() / 255.0 if scaled else u8
+
+    def attempt(self, i: int) -> torch.Tensor | str:
+        """``raw(i, scaled=False)``, or why image ``i`` does not decode (empty, not an image, truncated...).
+
+        The full decode is the check: PIL's ``verify()`` passes a JPEG cut short, only decoding every
+        pixel finds it."""
+        from PIL import UnidentifiedImageError
+        try:
+            return self.raw(i, scaled=False)
+        except UnidentifiedImageError:
+            return "empty file" if not self._read(self.items[i][0]) else "not an image"
+        except Exception as e:  # noqa: BLE001 - whatever stops this file decoding makes it unreadable
+            return str(e) or type(e).__name__
+
+    def unreadable(self, indices) -> dict[str, str]:
+        """Why each image at ``indices`` that does not decode fails, by name (decoded one at a time, then dropped)."""
+        bad = {self.items[i][0]: why for i in indices if isinstance(why := self.attempt(i), str)}
+        self.close()
+        return bad
+
+    def close(self) -> None:
+        """Close this process's zip handle: data-loader workers forked later must each open their own."""
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
 
     def __getitem__(self, i: int):
         return _normalise(self.raw(i), self.mean, self.std, self.augment), self.items[i][1]
 
-    def decoded(self, indices) -> DecodedImages:
-        """The images at ``indices``, decoded now (in this process) and kept as uint8."""
-        u8 = torch.empty(len(indices), 3, self.size, self.size, dtype=torch.uint8)
+    def decoded(self, indices) -> tuple[DecodedImages, dict[str, str]]:
+        """The images at ``indices``, decoded now (in this process) and kept as uint8, and why each that does
+        not decode fails, by name (its place left black)."""
+        u8 = torch.zeros(len(indices), 3, self.size, self.size, dtype=torch.uint8)
+        bad = {}
         for k, i in enumerate(indices):
-            u8[k] = self.raw(i, scaled=False)
-        return DecodedImages(u8, [self.items[i][1] for i in indices], self.mean, self.std, self.augment)
+            x = self.attempt(i)
+            if isinstance(x, str):
+                bad[self.items[i][0]] = x
+            else:
+                u8[k] = x
+        return DecodedImages(u8, [self.items[i][1] for i in indices], self.mean, self.std, self.augment), bad
 
 
 class DecodedImages(Dataset):
@@ -289,8 +340,13 @@ def imagefolder(cfg: DataConfig) -> DataSplits:
     items = {k: sorted((n, index[c]) for n, c in v) for k, v in split.items()}
     probe = FolderImages(src, items["train"], cfg.input_size, torch.zeros(3), torch.ones(3), False)
     g = torch.Generator().manual_seed(cfg.seed)
-    sample = torch.stack([probe.raw(i) for i in torch.randperm(len(probe), generator=g)[:256].tolist()])
-    mean, std = _stats(sample)
+    sample = []  # the first 256 readable images of a seeded order (load_data names the unreadable ones)
+    for i in torch.randperm(len(probe), generator=g).tolist():
+        if len(sample) == 256:
+            break
+        if isinstance(x := probe.attempt(i), torch.Tensor):
+            sample.append(x)
+    mean, std = _stats(torch.stack(sample).float() / 255.0) if sample else (torch.zeros(3), torch.ones(3))
     return DataSplits(FolderImages(src, items["train"], cfg.input_size, mean, std, cfg.augment),
                       FolderImages(src, items["test"], cfg.input_size, mean, std, False),
                       len(classes), 3, cfg.input_size)
