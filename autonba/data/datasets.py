@@ -31,7 +31,7 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "digits"
     path: str | None = Field(None, description="folder or file of cifar10 / cifar100 / imagefolder")
-    input_size: int = Field(16, gt=0)
+    input_size: int = Field(16, gt=0, le=1024)
     train_subset: int | None = Field(None, gt=0, description="use only this many training images (seeded)")
     test_subset: int | None = Field(None, gt=0)
     arch_fraction: float = Field(0.5, gt=0, lt=1, description="share of the training data for architecture steps")
@@ -39,11 +39,11 @@ class DataConfig(BaseModel):
     augment: bool = Field(True, description="random crop and flip on training images (not for digits)")
     cache_mb: float = Field(1024, ge=0, description="imagefolder: decode the training images once into memory "
                                                     "(uint8) when they take at most this many MiB; 0: never")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2 ** 32 - 1)
     # synthetic
-    classes: int = Field(10, gt=1)
-    channels: int = Field(3, gt=0)
-    samples: int = Field(512, gt=1)
+    classes: int = Field(10, gt=1, le=100_000)
+    channels: int = Field(3, gt=0, le=64)
+    samples: int = Field(512, gt=1, le=1_000_000)
 
 
 @dataclass
