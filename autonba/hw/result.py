@@ -1,6 +1,7 @@
 """Accelerator results: a dataclass that serialises to the JSON users read."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,7 +32,8 @@ class AccelResult:
     info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Strict-JSON data: a figure that overflows (a platform's extreme clock or bandwidth) is null."""
+        return _strict(asdict(self))
 
     @classmethod
     def from_design(cls, template: Template, vals: torch.Tensor, **search: Any) -> "AccelResult":
@@ -54,9 +56,9 @@ class AccelResult:
 
     def summary(self) -> dict[str, Any]:
         """The few figures a run's result.json keeps of its accelerator."""
-        return {"template": self.template, "platform": self.platform["name"], "engine": self.engine,
-                "feasible": self.feasible, "dsp": self.total_dsp, "bram18k": self.total_bram,
-                "dsp_utilisation": self.dsp_utilisation, "bram_utilisation": self.bram_utilisation}
+        return _strict({"template": self.template, "platform": self.platform["name"], "engine": self.engine,
+                        "feasible": self.feasible, "dsp": self.total_dsp, "bram18k": self.total_bram,
+                        "dsp_utilisation": self.dsp_utilisation, "bram_utilisation": self.bram_utilisation})
 
     def resources(self) -> str:
         return f"DSP {self.total_dsp:g}, BRAM18K {self.total_bram:g}"
@@ -65,12 +67,12 @@ class AccelResult:
         """A short human-readable summary (for stderr)."""
         p = self.platform
         lines = [f"{self.template} on {p['name']} | {self.workload} | "
-                 f"{'feasible' if self.feasible else 'INFEASIBLE'} | {self.fps:.2f} FPS "
-                 f"(bottleneck {self.bottleneck_cycles:,.0f} cycles)",
+                 f"{'feasible' if self.feasible else 'INFEASIBLE'} | {_fmt(self.fps, '.2f')} FPS "
+                 f"(bottleneck {_fmt(self.bottleneck_cycles, ',.0f')} cycles)",
                  f"{'chunk':<10}{'layers':>7}{'cycles':>14}{'DSP':>10}{'BRAM18K':>10}  design"]
         for name, c in self.chunks.items():
             d = " ".join(f"{k}={v}" for k, v in c["design"].items())
-            lines.append(f"{name:<10}{c['layers']:>7}{c['cycles']:>14,.0f}{c['dsp']:>10g}{c['bram']:>10g}  {d}")
+            lines.append(f"{name:<10}{c['layers']:>7}{_fmt(c['cycles'], ',.0f', 14)}{c['dsp']:>10g}{c['bram']:>10g}  {d}")
         lines.append(f"{'total':<10}{'':>7}{'':>14}{self.total_dsp:>10g}{self.total_bram:>10g}  "
                      f"DSP {100 * self.dsp_utilisation:.1f}% of {p['dsp']}, "
                      f"BRAM {100 * self.bram_utilisation:.1f}% of {p['bram18k']}")
@@ -82,3 +84,19 @@ class AccelResult:
 def _num(x: torch.Tensor | float) -> int | float:
     v = float(x)
     return int(v) if v.is_integer() else v
+
+
+def _strict(x: Any) -> Any:
+    """``x`` with every non-finite float (nested in dicts, lists and tuples) replaced by None."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict(v) for v in x]
+    return x
+
+
+def _fmt(x: float, spec: str, width: int = 0) -> str:
+    """A figure for the table, right-aligned in ``width``; 'n/a' where it is undefined (non-finite)."""
+    return f"{format(x, spec) if math.isfinite(x) else 'n/a':>{width}}"

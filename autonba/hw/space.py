@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import torch
 
 from autonba.errors import AutonbaError
+from autonba.hw.workload import MAX_SIZE
 
 
 class DesignSpace:
@@ -63,7 +64,7 @@ class DesignSpace:
             if f not in self.factors:
                 raise AutonbaError(f"--fix: unknown design factor '{f}'; allowed: {', '.join(self.factors)}")
             for c in chunks:
-                if float(val) not in chunks[c][f]:
+                if not _integer(val) or val not in chunks[c][f]:
                     raise AutonbaError(f"--fix {f}={val}: not allowed in chunk {c}; allowed: "
                                        f"{_fmt(chunks[c][f])}")
                 chunks[c][f] = [float(val)]
@@ -72,15 +73,19 @@ class DesignSpace:
     def parse(self, designs: list[dict[str, Any]]) -> torch.Tensor:
         """Designs ``{"chunks": {name: {factor: value}}}`` -> factor values (B, C, F), with clear errors.
 
-        A factor with several choices accepts any positive integer (a user may evaluate tiles the
-        search space does not list); a factor with a fixed structural choice (``comp_mode`` of a
-        depthwise chunk, ``Tn = 1`` there) must take an allowed value. Constraints always hold."""
+        A factor with several choices accepts any integer from 1 to ``MAX_SIZE`` (a user may evaluate
+        tiles the search space does not list); a factor with a fixed structural choice (``comp_mode`` of
+        a depthwise chunk, ``Tn = 1`` there) must take an allowed value. Constraints always hold."""
         out = torch.zeros((len(designs), self.num_chunks, len(self.factors)), dtype=torch.float64)
         for b, d in enumerate(designs):
             where = f"design {b}" if len(designs) > 1 else "design"
             chunks = d.get("chunks") if isinstance(d, dict) else None
             if not isinstance(chunks, dict):
                 raise AutonbaError(f"{where}: expected an object with a 'chunks' mapping of chunk name -> factors")
+            unknown = [c for c in chunks if c not in self.chunk_names]
+            if unknown:
+                raise AutonbaError(f"{where}: unknown chunks {unknown[:5]}; the workload's chunks are "
+                                   f"{', '.join(self.chunk_names)}")
             for ci, c in enumerate(self.chunk_names):
                 if c not in chunks:
                     raise AutonbaError(f"{where}: chunk '{c}' is missing; the workload needs chunks "
@@ -88,7 +93,7 @@ class DesignSpace:
                 cd = chunks[c]
                 if not isinstance(cd, dict):
                     raise AutonbaError(f"{where}: chunk '{c}' must map factor names to values")
-                unknown = set(cd) - set(self.factors)
+                unknown = set(map(str, cd)) - set(self.factors)
                 if unknown:
                     raise AutonbaError(f"{where}: chunk '{c}': unknown factors {sorted(unknown)}; "
                                        f"allowed: {', '.join(self.factors)}")
@@ -96,13 +101,10 @@ class DesignSpace:
                     if f not in cd:
                         raise AutonbaError(f"{where}: chunk '{c}' lacks factor '{f}'")
                     v, vals = cd[f], self.choices[c][f]
-                    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and float(v).is_integer()
                     if f in self.closed or len(vals) == 1:
-                        ok = ok and float(v) in vals
-                        allowed = _fmt(vals)
+                        ok, allowed = _integer(v) and v in vals, _fmt(vals)
                     else:
-                        ok = ok and v >= 1
-                        allowed = "a positive integer"
+                        ok, allowed = _integer(v) and 1 <= v <= MAX_SIZE, f"an integer from 1 to {MAX_SIZE}"
                     if not ok:
                         raise AutonbaError(f"{where}: chunk '{c}': {f}={v!r} is not allowed; allowed: {allowed}")
                     out[b, ci, fi] = float(v)
@@ -194,6 +196,13 @@ class DesignSpace:
                 out[:, members] = combos[lin % n]
                 lin = lin // n
             yield out
+
+
+def _integer(v: Any) -> bool:
+    """An int or an integer-valued finite float (3.0), not a boolean."""
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v.is_integer())
 
 
 def _num(v: float) -> int | float:

@@ -170,15 +170,18 @@ def _gumbel(n, valid, logits, generator, temperature):
     return idx, lp.sum(-1)
 
 
+_BIG = 2 ** 53
+
+
 def _code(factor: str, raw: Any) -> float:
     names = NAMES.get(factor)
     if names and isinstance(raw, str):
         if raw not in names:
             raise AutonbaError(f"{factor}={raw!r} is not allowed; allowed: {', '.join(names)}")
         return float(names.index(raw))
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not float(raw).is_integer():
+    if isinstance(raw, bool) or not (isinstance(raw, int) or isinstance(raw, float) and raw.is_integer()):
         raise AutonbaError(f"{factor}={raw!r} must be an integer" + (f" or one of {', '.join(names)}" if names else ""))
-    return float(raw)
+    return float(max(-_BIG, min(raw, _BIG)))  # an int beyond float range stays outside every allowed range
 
 
 def _name(factor: str, v: float) -> int | float | str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from autonba.errors import AutonbaError
 from autonba.hw.workload import Workload
 
 FACTORS = ("comp_mode", "Trb", "Tcb", "Tmb", "Tnb", "Tr", "Tc", "Tm", "Tn")
@@ -12,9 +13,15 @@ CONSTRAINTS = (("Tr", "Trb"), ("Tc", "Tcb"), ("Tm", "Tmb"), ("Tn", "Tnb"))
 def allocate_by_rule(workload: Workload, row_split: int) -> list[str]:
     """Explicit ``chunk`` names where every layer has one; otherwise standard layers to ``a0`` when
     their output has >= row_split rows, else ``a1``; depthwise to ``dwa0``/``dwa1``; one chunk per
-    bitwidth (``a0q6``)."""
-    if all(layer.chunk for layer in workload.layers):
-        return [str(layer.chunk) for layer in workload.layers]
+    bitwidth (``a0q6``). Chunks for some layers but not all: an error."""
+    given = [layer.chunk for layer in workload.layers]
+    if all(given):
+        return given
+    if any(given):
+        missing = [layer.name for layer in workload.layers if not layer.chunk]
+        raise AutonbaError(f"workload '{workload.name}': layers {', '.join(missing[:5])}"
+                           f"{' ...' if len(missing) > 5 else ''} have no chunk while others have one; "
+                           "give every layer a chunk, or none (the template's rule allocates them)")
     return [f"{'dw' if l.depthwise else ''}a{0 if l.out_h >= row_split else 1}q{l.bits}" for l in workload.layers]
 
 
