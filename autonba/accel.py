@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from autonba.config import validate
 from autonba.errors import AutonbaError
@@ -66,7 +66,7 @@ class AccelConfig(BaseModel):
     engine: str = "das"
     budget: int | None = Field(None, gt=0, description="design evaluations (default: the engine's)")
     engine_options: dict[str, Any] = {}
-    fix: dict[str, int | float] = {}
+    fix: dict[str, StrictInt | StrictFloat] = {}
     seed: int = Field(0, ge=0, le=2 ** 32 - 1)
 
     def resolved_platform(self) -> str:
@@ -124,8 +124,10 @@ def search_template(template: Template | AsicArray, engine: str, seed: int = 0, 
                               warm_start=warm_start, progress=progress, **engine_options).run()
     if asic:
         if out.best is None:
-            raise AutonbaError(f"no design found by '{engine}' fits the area budget of "
-                               f"{template.options.area_mm2:g} mm2 for workload '{template.workload.name}'"
+            area = template.options.area_mm2
+            fits = "fits the area budget of " + (f"{area:g} mm2" if area is not None else
+                                                 "(none) with every layer's tiles in its buffers")
+            raise AutonbaError(f"no design found by '{engine}' {fits} for workload '{template.workload.name}'"
                                + ("" if engine == "exact" else "; try --engine exact to prove whether one exists"))
         return AsicResult.from_design(template, out.best, engine=engine, evaluations=out.evaluations,
                                       seconds=out.seconds, trace=out.trace, info=out.info)

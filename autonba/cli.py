@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from autonba.errors import AutonbaError
 
@@ -88,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _accel_config(args: argparse.Namespace) -> "AccelConfig":  # noqa: F821
     from autonba.accel import AccelConfig
-    from autonba.config import apply_overrides, load_yaml, validate
+    from autonba.config import apply_overrides, load_yaml, parse_value, validate
 
     data: dict[str, Any] = {}
     if args.config:
@@ -118,7 +117,7 @@ def _accel_config(args: argparse.Namespace) -> "AccelConfig":  # noqa: F821
         k, sep, v = item.partition("=")
         if not sep:
             raise AutonbaError(f"--fix expects FACTOR=VALUE, got '{item}'")
-        data.setdefault("fix", {})[k.strip()] = yaml.safe_load(v)
+        data.setdefault("fix", {})[k.strip()] = parse_value(v)
     apply_overrides(data, args.set)
     return validate(AccelConfig, data)
 
@@ -256,18 +255,22 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
+# every character str.splitlines() breaks at, escaped (a name in a user's file may hold them)
+_ONE_LINE = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {("accel", "search"): _cmd_search, ("accel", "eval"): _cmd_eval, ("accel", "list"): _cmd_list,
                 ("search", None): _cmd_joint_search, ("train", None): _cmd_train, ("report", None): _cmd_report}
     try:
         handlers[(args.command, getattr(args, "action", None))](args)
-    except AutonbaError as e:
-        print(f"autonba: error: {e}", file=sys.stderr)
+    except AutonbaError as e:  # one line, whatever a file's names hold
+        print(f"autonba: error: {e}".translate(_ONE_LINE), file=sys.stderr)
         return 2
     except OSError as e:  # the file system said no (permissions, full disk, a name too long, ...)
         where = f" {e.filename}" if e.filename else ""
-        print(f"autonba: error:{where}: {e.strerror or e}", file=sys.stderr)
+        print(f"autonba: error:{where}: {e.strerror or e}".translate(_ONE_LINE), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("autonba: interrupted", file=sys.stderr)

@@ -68,6 +68,8 @@ def load_yaml(path: str | Path, what: str = "config") -> dict[str, Any]:
         raise AutonbaError(f"{what} file {p} is not valid YAML: {_yaml_problem(e)}") from None
     except UnicodeDecodeError:
         raise AutonbaError(f"{what} file {p} is not UTF-8 text") from None
+    except RecursionError:
+        raise AutonbaError(f"{what} file {p} is nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -82,16 +84,21 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
+def parse_value(raw: str) -> Any:
+    """A command-line value read as YAML (``8``, ``.inf``, ``[2, 3]``), or the text itself if it is not YAML."""
+    try:
+        return yaml.safe_load(raw)
+    except (yaml.YAMLError, RecursionError):
+        return raw
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b=value`` overrides (value parsed as YAML) to a nested dict, in place."""
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise AutonbaError(f"--set expects KEY=VALUE with a dotted key (e.g. engine_options.steps=500), got '{item}'")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+        value = parse_value(raw)
         node = data
         parts = key.strip().split(".")
         for p in parts[:-1]:

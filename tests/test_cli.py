@@ -48,7 +48,11 @@ def test_eval_golden_design_from_config_file(tmp_path, golden, golden_path, caps
     cfg.write_text(yaml.safe_dump({"accel": {"workload": {"file": str(golden_path)}, "template": "fpga-legacy"}}))
     case = golden["network"]["design_cases"][3]
     design = tmp_path / "d.json"
-    design.write_text(json.dumps({"chunks": case["chunks"]}))
+    design.write_text(json.dumps({"chunks": case["chunks"]}))  # with the two chunks no layer uses: refused
+    rc, _, err = run(["accel", "eval", "-c", str(cfg), "--design", str(design)], capsys)
+    assert rc == 2 and "unknown chunks ['a1q4', 'dwa1q4']" in err
+    used = {k: v for k, v in case["chunks"].items() if k not in ("a1q4", "dwa1q4")}
+    design.write_text(json.dumps({"chunks": used}))
     rc, stdout, _ = run(["accel", "eval", "-c", str(cfg), "--design", str(design)], capsys)
     assert rc == 0
     assert json.loads(stdout)["bottleneck_cycles"] == pytest.approx(case["expected"]["bottleneck_cycles"], rel=1e-9)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from autonba.config import load_model_yaml, shipped_names
 
 _SHIPPED = Path(__file__).parent / "platforms"
+BIG = 2 ** 24  # resources beyond any device (and beyond what float32-exact sums need)
 
 
 class Platform(BaseModel):
@@ -16,18 +17,19 @@ class Platform(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str
-    dsp: int = Field(gt=0)
-    bram18k: int = Field(gt=0)
-    clock_mhz: float = Field(gt=0)
+    dsp: int = Field(gt=0, le=BIG)
+    bram18k: int = Field(gt=0, le=BIG)
+    clock_mhz: float = Field(ge=1e-3, le=1e6)
     macs_per_dsp: dict[int, int] = {4: 4, 8: 2, 32: 1}
-    dram_bytes_per_cycle: float = Field(32.0, gt=0)
-    bram_bits: int = Field(18432, gt=0, description="bits per BRAM18K bank")
+    dram_bytes_per_cycle: float = Field(32.0, ge=1e-6, le=1e30, description="1e30: no DRAM limit")
+    bram_bits: int = Field(18432, gt=0, le=BIG, description="bits per BRAM18K bank")
 
     @field_validator("macs_per_dsp")
     @classmethod
     def _covers_32(cls, v: dict[int, int]) -> dict[int, int]:
-        if not v or max(v) < 32 or min(v.values()) < 1:
-            raise ValueError("macs_per_dsp needs positive counts and a bound >= 32 bits, e.g. {4: 4, 8: 2, 32: 1}")
+        if not v or max(v) < 32 or min(v) < 1 or max(v) > 64 or min(v.values()) < 1 or max(v.values()) > 1024:
+            raise ValueError("macs_per_dsp maps bit bounds in 1..64 (one >= 32) to counts in 1..1024, "
+                             "e.g. {4: 4, 8: 2, 32: 1}")
         return dict(sorted(v.items()))
 
     @property

@@ -117,6 +117,8 @@ class AsicSpace:
                     raise AutonbaError(f"--fix {f}={raw}: not allowed; allowed: {_fmt(f, hw[f])}")
                 hw[f] = [val]
             elif f in ("order", "dataflow") and f in self.map_factors:
+                if val not in next(iter(self.map_choices.values()))[f]:
+                    raise AutonbaError(f"--fix {f}={raw}: not allowed; allowed: {', '.join(NAMES[f])}")
                 for d in layers.values():
                     d[f] = [val]
             else:

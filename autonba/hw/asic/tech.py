@@ -13,30 +13,32 @@ from pydantic import BaseModel, ConfigDict, Field
 from autonba.config import load_model_yaml, shipped_names
 
 _SHIPPED = Path(__file__).parent / "techs"
+TINY, HUGE = 1e-9, 1e9  # every figure of a technology in a physical range, so the costs stay finite
 
 
 class Energy(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mult_8x8_pj: float = Field(gt=0, description="an 8x8-bit multiply; a b_w x b_a multiply costs b_w*b_a/64 of it")
-    accumulate_pj: float = Field(ge=0, description="the accumulation of one MAC")
-    rf_pj_per_bit: float = Field(gt=0)
-    rf_ref_bytes: float = Field(gt=0)
-    hop_pj_per_bit: float = Field(ge=0)
-    gb_pj_per_bit: float = Field(gt=0)
-    gb_ref_kib: float = Field(gt=0)
-    dram_pj_per_bit: float = Field(gt=0)
+    mult_8x8_pj: float = Field(ge=TINY, le=HUGE,
+                               description="an 8x8-bit multiply; a b_w x b_a multiply costs b_w*b_a/64 of it")
+    accumulate_pj: float = Field(ge=0, le=HUGE, description="the accumulation of one MAC")
+    rf_pj_per_bit: float = Field(ge=TINY, le=HUGE)
+    rf_ref_bytes: float = Field(ge=TINY, le=HUGE)
+    hop_pj_per_bit: float = Field(ge=0, le=HUGE)
+    gb_pj_per_bit: float = Field(ge=TINY, le=HUGE)
+    gb_ref_kib: float = Field(ge=TINY, le=HUGE)
+    dram_pj_per_bit: float = Field(ge=TINY, le=HUGE)
     size_exponent: float = Field(0.5, ge=0, le=1)
-    leakage_mw_per_mm2: float = Field(0.0, ge=0)
+    leakage_mw_per_mm2: float = Field(0.0, ge=0, le=HUGE)
 
 
 class Area(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mult_8x8_um2: float = Field(gt=0)
-    adder_32_um2: float = Field(gt=0)
-    flop_um2_per_bit: float = Field(gt=0)
-    rf_um2_per_byte: float = Field(gt=0)
-    sram_um2_per_kib: float = Field(gt=0)
-    sram_bank_um2: float = Field(ge=0)
+    mult_8x8_um2: float = Field(ge=TINY, le=HUGE)
+    adder_32_um2: float = Field(ge=TINY, le=HUGE)
+    flop_um2_per_bit: float = Field(ge=TINY, le=HUGE)
+    rf_um2_per_byte: float = Field(ge=TINY, le=HUGE)
+    sram_um2_per_kib: float = Field(ge=TINY, le=HUGE)
+    sram_bank_um2: float = Field(ge=0, le=HUGE)
 
 
 class Technology(BaseModel):
@@ -44,8 +46,8 @@ class Technology(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str
-    clock_mhz: float = Field(gt=0)
-    dram_bytes_per_cycle: float = Field(gt=0)
+    clock_mhz: float = Field(ge=1e-3, le=1e6)
+    dram_bytes_per_cycle: float = Field(ge=TINY, le=HUGE)
     energy: Energy
     area: Area
 
