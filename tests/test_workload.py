@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 import autonba.nas
 from autonba.errors import AutonbaError
@@ -241,8 +242,12 @@ def test_bad_asic_factor_values_give_one_clear_error(value):
 
 # ---- results -------------------------------------------------------------------------------
 def test_a_result_holds_no_non_finite_number(chunk_tpl):
-    """A platform whose clock or bandwidth overflows the cost model: null in JSON, n/a in the table."""
-    p = Platform(name="extreme", dsp=900, bram18k=1090, clock_mhz=1e308, dram_bytes_per_cycle=1e-320)
+    """A platform whose clock or bandwidth overflows the cost model: refused when loaded; built anyway
+    (the safety net behind the bounds), null in JSON and n/a in the table."""
+    extreme = dict(name="extreme", dsp=900, bram18k=1090, clock_mhz=1e308, dram_bytes_per_cycle=1e-320)
+    with pytest.raises(ValidationError):
+        Platform(**extreme)
+    p = Platform.model_construct(**extreme)
     t = TEMPLATES.get("fpga-chunk")(Workload.from_dict({"layers": [NATIVE]}), p)
     r = AccelResult.from_design(t, t.space.parse([_fpga_design(t)])[0], trace=[(1, math.inf)])
     d = r.to_dict()
