@@ -343,9 +343,7 @@ def test_accel_search_cli_on_grouped_layers(tmp_path, capsys):
 def test_joint_search_on_the_cifar_space(tmp_path):
     """The joint search on the paper's CIFAR space (grouped ops k3_e1_g2, k5_e1_g2) with asic-array: 2 epochs
     on 32 synthetic 4x4 images, small array lists and engine budgets (17-27 s on 2 shared cores)."""
-    import yaml
-
-    from autonba.cli import main
+    from test_joint import searched
 
     cfg = {"seed": 3, "space": "cifar", "device": "cpu",
            "data": {"name": "synthetic", "input_size": 4, "channels": 3, "samples": 32},
@@ -355,12 +353,7 @@ def test_joint_search_on_the_cifar_space(tmp_path):
                                              "gb_kib": [64, 256]}},
            "target": {"edp_uj_ms": 20.0},
            "search": {"epochs": 2, "warmup_epochs": 1, "batch_size": 8}}
-    p = tmp_path / "cfg.yaml"
-    p.write_text(yaml.safe_dump(cfg))
-    run = tmp_path / "run"
-    assert main(["search", "-c", str(p), "--out", str(run), "--no-progress"]) == 0
-    r = json.loads((run / "result.json").read_text())
-    acc = json.loads((run / "accelerator.json").read_text())
+    run, r, acc = searched(tmp_path, cfg)
     assert len(r["ops"]) == 22 and any(op.endswith("_g2") for op in r["ops"])
     assert acc["template"] == "asic-array" and acc["feasible"]
     grouped = [x for x in acc["layers"] if x["groups"] > 1 and not x["depthwise"]]

@@ -47,6 +47,15 @@ def write_config(tmp_path, **over):
     return p
 
 
+def searched(tmp_path, cfg: dict):
+    """Run ``autonba search`` on a config dict; the run directory, its result.json and accelerator.json."""
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    assert main(["search", "-c", str(p), "--out", str(run), "--no-progress"]) == 0
+    return run, json.loads((run / "result.json").read_text()), json.loads((run / "accelerator.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("joint")
@@ -278,12 +287,7 @@ def test_asic_edp_search_train_report(tmp_path, mode):
           "template_options": {"objective": "edp", "area_mm2": 1.0}}
     cfg = tiny_config(tmp_path, hardware=hw, target={"edp_uj_ms": 1.0}, mode=mode)
     cfg["hardware"] = hw
-    p = tmp_path / "cfg.yaml"
-    p.write_text(yaml.safe_dump(cfg))
-    run = tmp_path / "run"
-    assert main(["search", "-c", str(p), "--out", str(run), "--no-progress"]) == 0
-    r = json.loads((run / "result.json").read_text())
-    acc = json.loads((run / "accelerator.json").read_text())
+    run, r, acc = searched(tmp_path, cfg)
     assert r["accelerator"]["template"] == "asic-array" and r["accelerator"]["area_mm2"] <= 1.0
     assert r["edp_uj_ms"] == pytest.approx(acc["edp_uj_ms"]) and r["target_edp_uj_ms"] == 1.0
     assert r["meets_target"] == (acc["edp_uj_ms"] <= 1.0)
