@@ -47,15 +47,17 @@ from typing import Any
 
 import torch
 
-from autonba.hw.asic import validate
 from autonba.hw.asic.array import LEVELS, AsicArray
 from autonba.hw.asic.cycles import fold_counts
 from autonba.hw.asic.space import DATAFLOWS, GB_SPLITS
 from autonba.hw.asic.tech import Technology, load_technology
-from autonba.hw.network import layers_from_arch
+from autonba.nas.workload import layers_from_arch
 from autonba.hw.workload import Layer, Workload
 from autonba.hw.zoo import WORKLOADS
 from autonba.nas.space import load_space
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: the harness is not installed
+from validation import asic as validate  # noqa: E402
 
 # (network, layer name): what each one exercises
 LAYERS = [
@@ -548,7 +550,7 @@ def explanations(cases: list[dict], meta: dict, full_checks: list[dict]) -> str:
             "ZigZag unless said otherwise. Mechanisms checked against the code on both sides: "
             "`autonba/hw/asic/array.py`, `cycles.py`; ZigZag 3.9.1 `cost_model/cost_model.py`; SCALE-Sim 3.0.0 "
             "`single_layer_sim.py`, `memory/double_buffered_scratchpad_mem.py`; the drivers in "
-            "`autonba/hw/asic/validate.py`."), "", "## Agreements", ""]
+            "`validation/asic.py`."), "", "## Agreements", ""]
     out += [f"- {x}" for x in agreements]
     out += ["", "## Latency", ""]
     out += [f"{i}. {x}" for i, x in enumerate(latency, 1)]

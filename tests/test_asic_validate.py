@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from autonba.errors import AutonbaError
-from autonba.hw.asic import validate
+from validation import asic as validate
 from autonba.hw.asic.array import AsicArray
 from autonba.hw.asic.cycles import DATAFLOWS, compute_cycles
 from autonba.hw.asic.tech import load_technology
