@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from autonba.errors import AutonbaError
 
 
@@ -164,7 +163,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
 def _cmd_eval(args: argparse.Namespace) -> None:
     from autonba.accel import run_evaluate
-    from autonba.hw.workload import read_json
+    from autonba.io import read_json
 
     cfg = _accel_config(args)
     _check_out(args, cfg)
@@ -180,8 +179,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
-    from autonba.hw.engines import ENGINES
     from autonba.hw.asic.tech import shipped_technologies
+    from autonba.hw.engines import ENGINES
     from autonba.hw.platform import shipped_platforms
     from autonba.hw.templates import TEMPLATES
     from autonba.hw.zoo import WORKLOADS

@@ -1,4 +1,5 @@
-"""File helpers: atomic writes (temp file, then rename) with the umask's permissions, strict JSON,
+"""File helpers: JSON read with clear errors, atomic writes (temp file, then rename) with the umask's
+permissions, strict JSON,
 checks of an output location before any work, and the lock that gives a run directory to one
 process at a time."""
 from __future__ import annotations
@@ -53,6 +54,19 @@ def _write_via_temp(path: Path, mode: str, write: Callable[[IO], None], what: st
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Read a JSON file, turning a missing file or bad JSON into one clear error."""
+    p = Path(path)
+    if not p.is_file():
+        raise AutonbaError(f"{what} file not found: {p}")
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AutonbaError(f"{what} file {p} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise AutonbaError(f"{what} file {p} nests lists or objects too deeply to read") from None
 
 
 def write_atomic(path: str | Path, text: str, what: str = "file") -> None:

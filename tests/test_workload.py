@@ -9,16 +9,17 @@ from pydantic import ValidationError
 import autonba.nas
 from autonba.errors import AutonbaError
 from autonba.hw.asic.tech import load_technology
-from autonba.hw.network import layers_from_arch
 from autonba.hw.platform import Platform, load_platform
 from autonba.hw.result import AccelResult
 from autonba.hw.templates import TEMPLATES
-from autonba.hw.workload import Layer, Workload, output_range, read_json
+from autonba.hw.workload import Layer, Workload, output_range
 from autonba.hw.zoo import WORKLOADS
+from autonba.io import read_json
 from autonba.nas.arch import Arch
 from autonba.nas.layout import REFERENCE_CIFAR, REFERENCE_IMAGENET, Layout, Stage
 from autonba.nas.ops import OPS, OpSpec
 from autonba.nas.space import load_space
+from autonba.nas.workload import layers_from_arch
 
 NATIVE = {"in_ch": 4, "out_ch": 8, "in_h": 8, "in_w": 8, "out_h": 8, "out_w": 8, "kernel": 3}
 GOLDEN = {"N": 4, "M": 8, "R": 8, "K": 3, "S": 1}

@@ -6,12 +6,12 @@ is an ordered list of layers, read from JSON, built from an architecture or from
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from autonba.errors import AutonbaError
+from autonba.io import read_json
 
 MAX_SIZE = 1 << 24  # largest channel count, feature-map size, kernel or stride (keeps every cost finite)
 _SIZES = ("in_ch", "out_ch", "in_h", "in_w", "out_h", "out_w", "kernel", "stride", "groups")
@@ -135,19 +135,6 @@ class Workload:
     @classmethod
     def from_json(cls, path: str | Path) -> "Workload":
         return cls.from_dict(read_json(path, "workload"), name=Path(path).stem)
-
-
-def read_json(path: str | Path, what: str) -> Any:
-    """Read a JSON file, turning a missing file or bad JSON into one clear error."""
-    p = Path(path)
-    if not p.is_file():
-        raise AutonbaError(f"{what} file not found: {p}")
-    try:
-        return json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AutonbaError(f"{what} file {p} is not valid JSON: {e}") from None
-    except RecursionError:
-        raise AutonbaError(f"{what} file {p} nests lists or objects too deeply to read") from None
 
 
 _NATIVE = {f.name for f in fields(Layer)}

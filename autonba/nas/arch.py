@@ -8,10 +8,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from autonba.config import format_validation_error
 from autonba.errors import AutonbaError
-from autonba.hw.network import layers_from_arch
-from autonba.hw.workload import Workload, read_json
+from autonba.hw.workload import Workload
+from autonba.io import read_json
 from autonba.nas.layout import Layout
 from autonba.nas.ops import OPS
+from autonba.nas.workload import layers_from_arch
 
 
 class BlockChoice(BaseModel):

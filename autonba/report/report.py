@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from autonba.errors import AutonbaError
-from autonba.hw.workload import read_json
-from autonba.io import check_output_dir, write_atomic
+from autonba.io import check_output_dir, read_json, write_atomic
 
 
 @dataclass

@@ -24,12 +24,12 @@ from typing import Any
 import torch
 
 from autonba.errors import AutonbaError
-from autonba.hw.network import layers_from_arch
 from autonba.hw.asic.tech import load_technology
 from autonba.hw.platform import load_platform
 from autonba.nas.space import SearchSpace
-from autonba.search.config import SearchConfig
+from autonba.nas.workload import layers_from_arch
 from autonba.search.asic_cost import AsicHardwareCost
+from autonba.search.config import SearchConfig
 from autonba.search.hw_cost import Design, HardwareCost, Path, sum_per_block
 
 

@@ -16,11 +16,11 @@ import torch
 
 from autonba.hw.engines import ENGINES
 from autonba.hw.engines.das import nearest_indices
-from autonba.hw.network import layers_from_arch
 from autonba.hw.platform import Platform
 from autonba.hw.templates import TEMPLATES, Template
 from autonba.hw.workload import Workload
 from autonba.nas.layout import Layout
+from autonba.nas.workload import layers_from_arch
 
 Design = dict[str, dict[str, float]]   # chunk name -> factor -> value (the JSON form)
 Path = tuple[tuple[str, int], ...]     # (operation, bitwidth) per searchable block

@@ -28,8 +28,7 @@ from tqdm import tqdm
 from autonba.config import apply_overrides, validate
 from autonba.data.datasets import load_data, train_val_split
 from autonba.errors import AutonbaError
-from autonba.hw.workload import read_json
-from autonba.io import RunLock, load_checkpoint, save_checkpoint, write_json
+from autonba.io import RunLock, load_checkpoint, read_json, save_checkpoint, write_json
 from autonba.nas.arch import Arch
 from autonba.nas.derived import DerivedNet, count_macs
 from autonba.search.config import RetrainSchedule
