@@ -15,15 +15,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from autonba.config import validate
-from autonba.errors import AutonbaError
 from autonba.hw.asic.array import AsicArray
-from autonba.hw.asic.engines import ASIC_ENGINES
 from autonba.hw.asic.result import AsicResult
-from autonba.hw.asic.tech import load_technology
-from autonba.hw.engines import ENGINES
-from autonba.hw.platform import load_platform
+from autonba.hw.hardware import load_hardware, resolved_platform, search_template
 from autonba.hw.result import AccelResult
-from autonba.hw.templates import TEMPLATES, Template
+from autonba.hw.templates import Template
 from autonba.hw.workload import Workload
 from autonba.hw.zoo import WORKLOADS
 
@@ -73,30 +69,6 @@ class AccelConfig(BaseModel):
         return resolved_platform(self.template, self.platform)
 
 
-_DEFAULT_PLATFORM = {"fpga-legacy": "zc706-legacy", "asic-array": "generic-45nm"}
-
-
-def resolved_platform(template: str, platform: str | None) -> str:
-    """The platform (or technology) name or path, the template's default when none is given."""
-    return platform or _DEFAULT_PLATFORM.get(template, "zc706")
-
-
-def engines_for(template: str | type):
-    """The engine registry of a template's family (a template's name or class)."""
-    cls = TEMPLATES.get(template) if isinstance(template, str) else template
-    return ASIC_ENGINES if issubclass(cls, AsicArray) else ENGINES
-
-
-def load_hardware(template: str, platform: str | None, options: dict[str, Any]) -> tuple[type, Any, dict[str, Any]]:
-    """The template class, its loaded platform (technology for asic-array) and its validated options:
-    every name and option checked before any work is done."""
-    cls = TEMPLATES.get(template)
-    name = resolved_platform(template, platform)
-    loaded = load_technology(name) if cls is AsicArray else load_platform(name)
-    opts = validate(cls.Options, options, f"template '{template}' options")
-    return cls, loaded, opts.model_dump(exclude_unset=True)
-
-
 def build_template(cfg: AccelConfig, workload: Workload | None = None) -> Template | AsicArray:
     cls, platform, options = load_hardware(cfg.template, cfg.platform, cfg.template_options)
     return cls(workload or cfg.workload.load(), platform, **options)
@@ -112,32 +84,6 @@ def run_search(cfg: AccelConfig, workload: Workload | None = None, warm_start: t
                progress: bool | None = None) -> AccelResult:
     return search_template(build_template(cfg, workload), cfg.engine, seed=cfg.seed, budget=cfg.budget,
                            fix=cfg.fix, warm_start=warm_start, progress=progress, **cfg.engine_options)
-
-
-def search_template(template: Template | AsicArray, engine: str, seed: int = 0, budget: int | None = None,
-                    fix: dict[str, int | float] | None = None, warm_start: Any = None,
-                    progress: bool | None = None, **engine_options: Any) -> AccelResult | AsicResult:
-    """Search a template already bound to its workload and platform; an error if no design fits."""
-    torch.manual_seed(seed)
-    asic = isinstance(template, AsicArray)
-    out = engines_for(type(template)).get(engine)(template, template.space.fix(fix or {}), seed=seed, budget=budget,
-                              warm_start=warm_start, progress=progress, **engine_options).run()
-    if asic:
-        if out.best is None:
-            area = template.options.area_mm2
-            fits = "fits the area budget of " + (f"{area:g} mm2" if area is not None else
-                                                 "(none) with every layer's tiles in its buffers")
-            raise AutonbaError(f"no design found by '{engine}' {fits} for workload '{template.workload.name}'"
-                               + ("" if engine == "exact" else "; try --engine exact to prove whether one exists"))
-        return AsicResult.from_design(template, out.best, engine=engine, evaluations=out.evaluations,
-                                      seconds=out.seconds, trace=out.trace, info=out.info)
-    if out.best is None:
-        dsp, bram = template.budgets
-        raise AutonbaError(f"no design found by '{engine}' fits the budgets of {template.platform.name} "
-                           f"({dsp:g} DSP, {bram:g} BRAM18K) for workload '{template.workload.name}'"
-                           + ("" if engine == "exact" else "; try --engine exact to prove whether one exists"))
-    return AccelResult.from_design(template, out.best, engine=engine, evaluations=out.evaluations,
-                                   seconds=out.seconds, trace=out.trace, info=out.info)
 
 
 def search(*, file: str | None = None, network: str | None = None, arch: str | None = None, bits: int | None = None,

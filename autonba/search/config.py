@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from autonba.data.datasets import DataConfig
+from autonba.hw.hardware import resolved_platform
 
 MODES = ("joint", "fixed-accel", "sequential")
 SEED_MAX = 2 ** 32 - 1
@@ -30,8 +31,7 @@ class HardwareSpec(_Strict):
 
     @property
     def resolved_platform(self) -> str:
-        return self.platform or ("generic-45nm" if self.template == "asic-array" else
-                                 "zc706-legacy" if self.template == "fpga-legacy" else "zc706")
+        return resolved_platform(self.template, self.platform)
 
 
 class TargetSpec(_Strict):

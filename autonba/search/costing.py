@@ -25,6 +25,7 @@ import torch
 
 from autonba.errors import AutonbaError
 from autonba.hw.asic.tech import load_technology
+from autonba.hw.hardware import search_template
 from autonba.hw.platform import load_platform
 from autonba.nas.space import SearchSpace
 from autonba.nas.workload import layers_from_arch
@@ -176,7 +177,6 @@ class Costing:
     def final(self, path: Path, seed: int):
         """The final accelerator of the derived network: ``final_engine`` (exact where tractable,
         else ``das`` with ``final_budget``), as an ``AccelResult``."""
-        from autonba.accel import search_template
         h = self.cfg.hardware
         t = self.hw.template(path)
         if h.final_engine == "exact":

@@ -21,8 +21,9 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from autonba.config import load_yaml, validate
-from autonba.data.datasets import DataSplits, load_data, search_split
+from autonba.data.datasets import DATASETS, DataSplits, load_data, search_split
 from autonba.errors import AutonbaError
+from autonba.hw.hardware import engines_for, load_hardware
 from autonba.io import LOCK, RunLock, dumps, load_checkpoint, save_checkpoint, write_atomic, write_config, write_json
 from autonba.nas.arch import Arch, BlockChoice
 from autonba.nas.space import SearchSpace, load_space
@@ -352,9 +353,6 @@ class JointSearch:
 def check_config(cfg: SearchConfig) -> None:
     """Every name of the config (space, bitwidths, dataset, template, platform, options, engines)
     resolved before any work, so that a typo never surfaces after the first epoch."""
-    from autonba.accel import engines_for, load_hardware
-    from autonba.data.datasets import DATASETS
-
     space = load_space(cfg.space).model_dump()
     if cfg.bits is not None:
         space["bits"] = cfg.bits

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from autonba.errors import AutonbaError
 from autonba.hw.asic.cycles import fold_counts
 from autonba.hw.asic.space import DATAFLOWS, GB_SPLITS, ORDERS, SPLIT_FRACTIONS, AsicSpace
-from autonba.hw.asic.tech import Technology, load_technology
+from autonba.hw.asic.tech import Technology
 from autonba.hw.workload import Workload
 
 OBJECTIVES = ("latency", "energy", "edp")
@@ -189,10 +189,6 @@ class AsicArray:
         if len(layers) != len(self.workload.layers):
             raise AutonbaError("asic-array: layer names of the workload must be unique")
         return AsicSpace(hw, layers)
-
-    @classmethod
-    def load_platform(cls, name: str | None) -> Technology:
-        return load_technology(name or "generic-45nm")
 
     @property
     def clock_hz(self) -> float:
