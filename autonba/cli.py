@@ -209,7 +209,8 @@ def _search_config(args: argparse.Namespace) -> "SearchConfig":  # noqa: F821
 def _cmd_joint_search(args: argparse.Namespace) -> None:
     import time
 
-    from autonba.search.joint import load_run_config, search
+    from autonba.search.joint import search
+    from autonba.search.runs import load_run_config
 
     if args.resume:
         if not args.out:
@@ -242,8 +243,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
                     progress=False if args.no_progress else None)
     hw = (f"area {final['area_mm2']:.3g} mm2, EDP {final['edp_uj_ms']:.4g} uJ*ms" if "area_mm2" in final
           else f"DSP {final['dsp']:g} BRAM18K {final['bram18k']:g}")
-    print(f"test accuracy {100 * final['test_acc']:.2f}% | FPS {final['fps']:,.1f} | {hw} | params {final['params']:,} | "
-          f"MACs {final['macs']:,} | train {final['train_seconds']:.0f} s\n"
+    print(f"test accuracy {100 * final['test_acc']:.2f}% | FPS {final['fps']:,.1f} | {hw} | "
+          f"params {final['params']:,} | MACs {final['macs']:,} | train {final['train_seconds']:.0f} s\n"
           f"wrote {args.run_dir}/final.json", file=sys.stderr)
 
 

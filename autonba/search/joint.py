@@ -17,10 +17,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, RandomSampler
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
-from autonba.config import load_yaml, validate
+from autonba.config import validate
 from autonba.data.datasets import DATASETS, DataSplits, load_data, search_split
 from autonba.errors import AutonbaError
 from autonba.hw.hardware import engines_for, load_hardware
@@ -31,13 +30,10 @@ from autonba.nas.supernet import Supernet
 from autonba.search import dist as dist_
 from autonba.search.config import SearchConfig
 from autonba.search.costing import Costing
+from autonba.search.runs import epoch_seed, loader
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
-
-
-def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
-    return (seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2 ** 63)
 
 
 def fit_space(cfg: SearchConfig, splits: DataSplits) -> SearchSpace:
@@ -48,20 +44,6 @@ def fit_space(cfg: SearchConfig, splits: DataSplits) -> SearchSpace:
     if cfg.bits is not None:
         data["bits"] = cfg.bits
     return validate(SearchSpace, data, "search space")
-
-
-def loader(ds: Dataset, batch: int, workers: int, ctx: dist_.Context, seed: int, epoch: int) -> DataLoader:
-    """Shuffled, last partial batch dropped; sharded over ranks; the order depends on (seed, epoch) only."""
-    if len(ds) < batch * ctx.world:
-        raise AutonbaError(f"the split has {len(ds)} images, fewer than one batch of {batch} per process; "
-                           "lower the batch size or use more data")
-    if ctx.distributed:
-        sampler = DistributedSampler(ds, ctx.world, ctx.rank, shuffle=True, seed=seed, drop_last=True)
-        sampler.set_epoch(epoch)
-    else:
-        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 1)))
-    return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=True, num_workers=workers,
-                      generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 2)))
 
 
 def _finite_or_none(v: Any) -> Any:
@@ -435,8 +417,3 @@ def search(cfg: SearchConfig, run_dir: str | Path, resume: bool = False,
             return js.run()
     finally:
         dist_.teardown(ctx)
-
-
-def load_run_config(run_dir: str | Path) -> SearchConfig:
-    p = Path(run_dir) / "config.yaml"
-    return validate(SearchConfig, load_yaml(p, "run config"), f"run config {p}")

@@ -33,7 +33,7 @@ from autonba.nas.arch import Arch
 from autonba.nas.derived import DerivedNet, count_macs
 from autonba.search.config import RetrainSchedule
 from autonba.search.dist import Context, resolve_device
-from autonba.search.joint import epoch_seed, load_run_config, loader
+from autonba.search.runs import epoch_seed, load_run_config, loader
 
 CHECKPOINT = "retrain_checkpoint.pt"
 
