@@ -46,8 +46,9 @@ def main() -> None:
             t = AsicArray(WORKLOADS.get(net)(8), load_technology("generic-45nm"), objective="edp", area_mm2=area)
             t0 = time.perf_counter()
             ex = ASIC_ENGINES.get("exact")(t, progress=False).run()
-            rows.append({"network": net, "area_mm2": area, "engine": "exact", "seed": None, "edp_uj_ms": edp_uj_ms(t, ex.best),
-                         "evaluations": ex.evaluations, "seconds": time.perf_counter() - t0,
+            rows.append({"network": net, "area_mm2": area, "engine": "exact", "seed": None,
+                         "edp_uj_ms": edp_uj_ms(t, ex.best), "evaluations": ex.evaluations,
+                         "seconds": time.perf_counter() - t0,
                          "array": t.space.to_dicts(ex.best[0][None], ex.best[1][None])[0]["array"]})
             print(json.dumps(rows[-1]), flush=True)
             for engine in a.engines:
@@ -58,7 +59,8 @@ def main() -> None:
                                  "edp_uj_ms": edp_uj_ms(t, o.best) if o.best else float("inf"),
                                  "evaluations": o.evaluations, "seconds": time.perf_counter() - t0,
                                  "buffers_solved": o.info.get("buffers_solved"),
-                                 "array": t.space.to_dicts(o.best[0][None], o.best[1][None])[0]["array"] if o.best else None})
+                                 "array": (t.space.to_dicts(o.best[0][None], o.best[1][None])[0]["array"]
+                                           if o.best else None)})
                     print(json.dumps(rows[-1]), flush=True)
             (out / "rows.json").write_text(json.dumps(rows, indent=1))
     lines = ["| network | area budget mm2 | engine | best EDP uJ*ms | median / worst of best known | median s | "

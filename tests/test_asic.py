@@ -16,7 +16,7 @@ from autonba import accel
 from autonba.errors import AutonbaError
 from autonba.hw.asic.array import LEVELS, AsicArray
 from autonba.hw.asic.cycles import compute_cycles
-from autonba.hw.asic.engines import ASIC_ENGINES
+from autonba.hw.asic.engines import ASIC_ENGINES, AsicIncumbent
 from autonba.hw.asic.space import DATAFLOWS
 from autonba.hw.asic.tech import load_technology
 from autonba.hw.workload import Layer, Workload
@@ -171,6 +171,22 @@ def test_das_buffer_stage_finds_the_optimum_when_the_budget_covers_every_buffer(
         assert das.bottleneck == pytest.approx(exact.bottleneck, rel=1e-12) and das.evaluations <= 4096
     small = ASIC_ENGINES.get("das")(t, seed=0, budget=512, progress=False).run()
     assert small.evaluations <= 512 and small.bottleneck >= exact.bottleneck * (1 - 1e-12)
+
+
+def test_incumbent_keeps_the_best_and_its_trace():
+    inc = AsicIncumbent()
+    hw, maps = torch.ones(3), torch.ones(2, 4)
+    assert inc.propose(5.0, hw, maps, 10) and not inc.propose(6.0, 2 * hw, maps, 11)
+    assert inc.propose(4.0, 3 * hw, maps, 12)
+    assert inc.objective == 4.0 and torch.equal(inc.best[0], 3 * hw) and inc.trace == [(10, 5.0), (12, 4.0)]
+    start = AsicIncumbent.at(2.0, hw, maps)
+    assert start.objective == 2.0 and start.trace == [] and not start.propose(3.0, hw, maps, 1)
+
+
+def test_simulator_drivers_are_not_installed():
+    """The SCALE-Sim and ZigZag drivers are test tooling (``validation/`` at the repo root)."""
+    import importlib.util
+    assert importlib.util.find_spec("autonba.hw.asic.validate") is None
 
 
 def test_accel_api_cli_and_design_files(tmp_path, capsys):

@@ -3,6 +3,7 @@ import torch
 
 from autonba.errors import AutonbaError
 from autonba.hw.engines import ENGINES
+from autonba.hw.engines.evolution import survivors, tournament
 from autonba.hw.platform import load_platform
 from autonba.hw.templates import TEMPLATES
 from autonba.hw.workload import Workload
@@ -75,3 +76,14 @@ def test_bad_engine_options_and_budget(small):
 def test_exact_refuses_an_intractable_space(small):
     with pytest.raises(AutonbaError, match="max_designs"):
         ENGINES.get("exact")(small, max_designs=10).run()
+
+
+def test_tournament_and_survivors():
+    """The selection both evolution engines (FPGA and asic-array) use."""
+    fit = torch.tensor([3.0, 1.0, 2.0, 0.5])
+    win = tournament(fit, 5, 4, torch.Generator().manual_seed(0))
+    assert win.shape == (2, 5) and bool(((win >= 0) & (win < 4)).all())
+    # the elite parent (index 3) stays although four children beat it
+    keep = survivors(fit, torch.cat([fit, torch.tensor([0.1, 0.2, 0.3, 0.4])]), elite=1)
+    assert keep.tolist() == [3, 4, 5, 6]
+

@@ -145,9 +145,7 @@ class MappingTable:
         i = int(value.argmin())
         if float(value[i]) < inc.objective:
             maps = torch.stack([fronts[layer][2][int(pick[i, layer])] for layer in range(self.sp.num_layers)])
-            inc.objective = float(value[i])
-            inc.best = (hv[i].clone(), maps)
-            inc.trace.append((done, inc.objective))
+            inc.propose(float(value[i]), hv[i], maps, done)
 
 
 def _edp_picks(energy: torch.Tensor, lat: torch.Tensor, ok: torch.Tensor, bound: float) -> torch.Tensor:

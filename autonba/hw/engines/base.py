@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -75,6 +76,18 @@ class Engine(ABC):
         return tqdm(total=total, desc=desc, unit="eval", disable=not self.progress, leave=False,
                     dynamic_ncols=True, file=sys.stderr)
 
+    def batches(self, size: int, desc: str, start: int = 0) -> Iterator[tuple[int, int]]:
+        """Batch sizes (at most ``size``) that take the evaluations from ``start`` to the budget, with a
+        progress bar: yields (batch size, evaluations once the batch is done)."""
+        done = start
+        with self.progress_bar(self.budget, desc) as bar:
+            bar.update(start)
+            while done < self.budget:
+                n = min(size, self.budget - done)
+                done += n
+                bar.update(n)
+                yield n, done
+
 
 class Incumbent:
     """The best feasible full design seen so far."""
@@ -100,3 +113,30 @@ class Incumbent:
 
     def outcome(self, evaluations: int, **info: Any) -> Outcome:
         return Outcome(self.best, self.bottleneck, evaluations, 0.0, self.trace, info)
+
+
+class Adam:
+    """Adam on one tensor (torch.optim's first step imports the compiler stack: seconds per process)."""
+
+    def __init__(self, param: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.p, self.lr, self.b1, self.b2, self.eps = param, lr, betas[0], betas[1], eps
+        self.m = torch.zeros_like(param)
+        self.v = torch.zeros_like(param)
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor) -> None:
+        self.t += 1
+        self.m.mul_(self.b1).add_(grad, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(grad, grad, value=1 - self.b2)
+        m_hat = self.m / (1 - self.b1 ** self.t)
+        v_hat = self.v / (1 - self.b2 ** self.t)
+        self.p.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
+
+
+def nearest(table: torch.Tensor, valid: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Indices of the allowed values (``valid``) of ``table`` (..., V) closest in log scale to given
+    values (...); a value present in the table (such as 0, a code) is matched exactly."""
+    dist = (torch.log(table.clamp(min=1e-9)) - torch.log(values.clamp(min=1e-9)).unsqueeze(-1)).abs()
+    dist = torch.where(table == values.unsqueeze(-1), torch.full_like(dist, -1.0), dist)
+    return torch.where(valid, dist, torch.full_like(dist, float("inf"))).argmin(-1)

@@ -26,7 +26,7 @@ import math
 import torch
 from pydantic import Field
 
-from autonba.hw.engines.base import Engine, EngineOptions, Incumbent, Outcome
+from autonba.hw.engines.base import Adam, Engine, EngineOptions, Incumbent, Outcome, nearest
 from autonba.hw.engines.combine import Front, combine
 
 
@@ -57,7 +57,7 @@ class Das(Engine):
             logits = logits + o.warm_strength * torch.nn.functional.one_hot(
                 nearest_indices(sp, self.warm_start), V).to(torch.float64)
         logits.requires_grad_(True)
-        adam = _Adam(logits, o.lr)
+        adam = Adam(logits, o.lr)
         mu = torch.ones(2, dtype=torch.float64)
         caps = torch.tensor([dsp_cap, bram_cap], dtype=torch.float64)
         # the polish rounds' evaluations come out of the same budget
@@ -149,31 +149,6 @@ class Das(Engine):
         return archives
 
 
-class _Adam:
-    """Adam on one tensor (torch.optim's first step imports the compiler stack: seconds per process)."""
-
-    def __init__(self, param: torch.Tensor, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.p, self.lr, self.b1, self.b2, self.eps = param, lr, betas[0], betas[1], eps
-        self.m = torch.zeros_like(param)
-        self.v = torch.zeros_like(param)
-        self.t = 0
-
-    @torch.no_grad()
-    def step(self, grad: torch.Tensor) -> None:
-        self.t += 1
-        self.m.mul_(self.b1).add_(grad, alpha=1 - self.b1)
-        self.v.mul_(self.b2).addcmul_(grad, grad, value=1 - self.b2)
-        m_hat = self.m / (1 - self.b1 ** self.t)
-        v_hat = self.v / (1 - self.b2 ** self.t)
-        self.p.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
-
-
 def nearest_indices(space, design: torch.Tensor) -> torch.Tensor:
-    """Indices (C, F) of the allowed values closest (in log scale) to a design's values (C, F)."""
-    tab = space.table
-    dist = (torch.log(tab.clamp(min=1e-9)) - torch.log(design.clamp(min=1e-9)).unsqueeze(-1)).abs()
-    dist = torch.where(space.valid, dist, torch.full_like(dist, float("inf")))
-    # a value of 0 (comp_mode 0) is matched exactly
-    exact = space.valid & (tab == design.unsqueeze(-1))
-    dist = torch.where(exact, torch.full_like(dist, -1.0), dist)
-    return space.repair(dist.argmin(-1).unsqueeze(0))[0]
+    """Indices (C, F) of the allowed values closest (in log scale) to a design's values (C, F), repaired."""
+    return space.repair(nearest(space.table, space.valid, design).unsqueeze(0))[0]

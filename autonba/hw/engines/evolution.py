@@ -39,34 +39,38 @@ class Evolution(Engine):
         inc = Incumbent(t.clock_hz)
         vals = sp.values(pop)
         ev = t.evaluate(vals)
-        done = P
-        inc.offer(vals, ev.bottleneck, ev.feasible, done)
+        inc.offer(vals, ev.bottleneck, ev.feasible, P)
         fit = self._fitness(ev)
         C, F, V = sp.table.shape
-        with self.progress_bar(self.budget, "evolution") as bar:
-            bar.update(P)
-            while done < self.budget:
-                n = min(P, self.budget - done)
-                # tournament selection of two parents per child
-                cand = torch.randint(0, P, (2, n, o.tournament), generator=g)
-                winners = torch.gather(cand, 2, fit[cand].argmin(-1, keepdim=True)).squeeze(-1)
-                take_a = torch.rand((n, C, 1), generator=g) < 0.5
-                child = torch.where(take_a, pop[winners[0]], pop[winners[1]])
-                # mutation: resample some factors uniformly among allowed values
-                fresh, _ = sp.sample(n, generator=g)
-                mutate = torch.rand((n, C, F), generator=g) < o.mutation
-                child = sp.repair(torch.where(mutate, fresh, child))
-                cvals = sp.values(child)
-                cev = t.evaluate(cvals)
-                done += n
-                bar.update(n)
-                inc.offer(cvals, cev.bottleneck, cev.feasible, done)
-                # survivors: elites of the parents, then the best of parents and children
-                allpop = torch.cat([pop, child])
-                allfit = torch.cat([fit, self._fitness(cev)])
-                elite = torch.argsort(fit)[:o.elite]
-                rest = torch.argsort(allfit)
-                rest = rest[~torch.isin(rest, elite)][:P - len(elite)]
-                keep = torch.cat([elite, rest])
-                pop, fit = allpop[keep], allfit[keep]
-        return inc.outcome(done)
+        for n, done in self.batches(P, "evolution", start=P):
+            # tournament selection of two parents per child
+            winners = tournament(fit, n, o.tournament, g)
+            take_a = torch.rand((n, C, 1), generator=g) < 0.5
+            child = torch.where(take_a, pop[winners[0]], pop[winners[1]])
+            # mutation: resample some factors uniformly among allowed values
+            fresh, _ = sp.sample(n, generator=g)
+            mutate = torch.rand((n, C, F), generator=g) < o.mutation
+            child = sp.repair(torch.where(mutate, fresh, child))
+            cvals = sp.values(child)
+            cev = t.evaluate(cvals)
+            inc.offer(cvals, cev.bottleneck, cev.feasible, done)
+            # survivors: elites of the parents, then the best of parents and children
+            allpop = torch.cat([pop, child])
+            allfit = torch.cat([fit, self._fitness(cev)])
+            keep = survivors(fit, allfit, o.elite)
+            pop, fit = allpop[keep], allfit[keep]
+        return inc.outcome(self.budget)
+
+
+def tournament(fit: torch.Tensor, n: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Two parents (indices (2, n)) per child, each the fittest (least ``fit``) of ``size`` drawn at random."""
+    cand = torch.randint(0, len(fit), (2, n, size), generator=generator)
+    return torch.gather(cand, 2, fit[cand].argmin(-1, keepdim=True)).squeeze(-1)
+
+
+def survivors(fit: torch.Tensor, all_fit: torch.Tensor, elite: int) -> torch.Tensor:
+    """Indices into parents + children (``all_fit``, parents first) of the next population (as many as
+    the parents ``fit``): the ``elite`` fittest parents, then the fittest of the rest."""
+    keep = torch.argsort(fit)[:elite]
+    rest = torch.argsort(all_fit)
+    return torch.cat([keep, rest[~torch.isin(rest, keep)][:len(fit) - len(keep)]])

@@ -16,14 +16,9 @@ class RandomSearch(Engine):
 
     def _run(self) -> Outcome:
         inc = Incumbent(self.template.clock_hz)
-        done = 0
-        with self.progress_bar(self.budget, "random") as bar:
-            while done < self.budget:
-                n = min(self.options.batch, self.budget - done)
-                idx, _ = self.space.sample(n, generator=self.generator)
-                vals = self.space.values(idx)
-                ev = self.template.evaluate(vals)
-                done += n
-                bar.update(n)
-                inc.offer(vals, ev.bottleneck, ev.feasible, done)
-        return inc.outcome(done)
+        for n, done in self.batches(self.options.batch, "random"):
+            idx, _ = self.space.sample(n, generator=self.generator)
+            vals = self.space.values(idx)
+            ev = self.template.evaluate(vals)
+            inc.offer(vals, ev.bottleneck, ev.feasible, done)
+        return inc.outcome(self.budget)

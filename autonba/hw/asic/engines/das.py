@@ -1,156 +1,19 @@
-"""Search engines of the asic-array template: ``exact``, ``das``, ``random``, ``evolution``.
-
-They minimise the template's objective (latency, energy or EDP) under its area budget and count
-their budget in full-design evaluations. ``exact`` and the last stage of ``das`` use the structure
-of the cost model (:mod:`autonba.hw.asic.fronts`): given the buffer, each layer's best mapping
-for an array design can be chosen exactly from a small Pareto front.
-"""
+"""``das``: differentiable search with per-layer credit assignment, then the buffer stage and a
+local polish (see :class:`AsicDas`)."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from pydantic import Field
 
-from autonba.errors import AutonbaError
-from autonba.hw.asic.array import AsicArray
+from autonba.hw.asic.engines.base import (AsicEngine, AsicIncumbent, array_factors, buffer_configs, buffer_designs,
+                                          offer_buffer)
 from autonba.hw.asic.fronts import MappingTable
 from autonba.hw.asic.space import AsicSpace
-from autonba.hw.engines.base import Engine, EngineOptions, Outcome
-from autonba.hw.engines.evolution import EvolutionOptions  # same options (budget overflow = area here)
-from autonba.hw.engines.das import _Adam
-from autonba.registry import Registry
+from autonba.hw.engines.base import Adam, EngineOptions, Outcome
 
 
-class AsicIncumbent:
-    """The best feasible design seen so far (values), and the objective trace."""
-
-    def __init__(self):
-        self.best: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.objective = float("inf")
-        self.trace: list[tuple[int, float]] = []
-
-    def offer(self, hw: torch.Tensor, maps: torch.Tensor, ev, evaluations: int) -> bool:
-        score = torch.where(ev.feasible, ev.objective, torch.full_like(ev.objective, float("inf")))
-        i = int(torch.argmin(score))
-        if float(score[i]) < self.objective:
-            self.objective = float(score[i])
-            self.best = (hw[i].clone(), maps[i].clone())
-            self.trace.append((evaluations, self.objective))
-            return True
-        return False
-
-    def outcome(self, evaluations: int, **info: Any) -> Outcome:
-        return Outcome(self.best, self.objective, evaluations, 0.0, self.trace, info)
-
-
-class AsicEngine(Engine):
-    """An engine over an :class:`AsicSpace`; ``warm_start`` is a design ``(hw values, map values)``."""
-
-    template: AsicArray
-    space: AsicSpace
-
-    def evaluate(self, hw_idx: torch.Tensor, map_idx: torch.Tensor):
-        hv, mv = self.space.values(hw_idx, map_idx)
-        return hv, mv, self.template.evaluate(hv, mv)
-
-    def warm_indices(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if self.warm_start is None:
-            return None
-        hw, maps = self.warm_start
-        return nearest(self.space.hw_table, self.space.hw_valid, hw), nearest(self.space.map_table,
-                                                                             self.space.map_valid, maps)
-
-    def penalised(self, ev, penalty: float) -> torch.Tensor:
-        """Objective x (1 + penalty x relative area overflow); designs whose tiles cannot fit rank last."""
-        cap = self.template.options.area_mm2
-        over = torch.zeros_like(ev.area) if cap is None else (ev.area / cap - 1).clamp(min=0)
-        finite = torch.isfinite(ev.objective)
-        worst = ev.objective[finite].max() * 10 if bool(finite.any()) else torch.tensor(1.0, dtype=torch.float64)
-        return torch.where(finite, ev.objective, worst) * (1 + penalty * over)
-
-
-def nearest(table: torch.Tensor, valid: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Indices of the allowed values closest (in log scale; exact for codes) to given values."""
-    dist = (torch.log(table.clamp(min=1e-9)) - torch.log(values.clamp(min=1e-9)).unsqueeze(-1)).abs()
-    dist = torch.where(table == values.unsqueeze(-1), torch.full_like(dist, -1.0), dist)
-    return torch.where(valid, dist, torch.full_like(dist, float("inf"))).argmin(-1)
-
-
-# ---- random ------------------------------------------------------------------------------
-class RandomOptions(EngineOptions):
-    batch: int = Field(512, gt=0, description="designs sampled per vectorised call")
-
-
-class AsicRandom(AsicEngine):
-    """Uniform sampling of array factors and every layer's mapping."""
-
-    name = "random"
-    Options = RandomOptions
-
-    def _run(self) -> Outcome:
-        inc, done = AsicIncumbent(), 0
-        with self.progress_bar(self.budget, "random") as bar:
-            while done < self.budget:
-                n = min(self.options.batch, self.budget - done)
-                hw, maps, _, _ = self.space.sample(n, generator=self.generator)
-                hv, mv, ev = self.evaluate(hw, maps)
-                done += n
-                bar.update(n)
-                inc.offer(hv, mv, ev, done)
-        return inc.outcome(done)
-
-
-# ---- evolution ---------------------------------------------------------------------------
-class AsicEvolution(AsicEngine):
-    """A genetic algorithm: tournament selection, uniform crossover of array factors and of whole
-    layer mappings, per-factor mutation, elitism."""
-
-    name = "evolution"
-    Options = EvolutionOptions
-
-    def _run(self) -> Outcome:
-        o, sp, g = self.options, self.space, self.generator
-        P = min(o.population, self.budget)
-        hw, maps, _, _ = sp.sample(P, generator=g)
-        warm = self.warm_indices()
-        if warm is not None:
-            hw[0], maps[0] = warm
-        inc = AsicIncumbent()
-        hv, mv, ev = self.evaluate(hw, maps)
-        done = P
-        inc.offer(hv, mv, ev, done)
-        fit = self.penalised(ev, o.penalty)
-        L = sp.num_layers
-        with self.progress_bar(self.budget, "evolution") as bar:
-            bar.update(P)
-            while done < self.budget:
-                n = min(P, self.budget - done)
-                cand = torch.randint(0, P, (2, n, o.tournament), generator=g)
-                win = torch.gather(cand, 2, fit[cand].argmin(-1, keepdim=True)).squeeze(-1)
-                take_h = torch.rand(hw[win[0]].shape, generator=g) < 0.5
-                take_m = torch.rand((n, L, 1), generator=g) < 0.5
-                c_hw = torch.where(take_h, hw[win[0]], hw[win[1]])
-                c_maps = torch.where(take_m, maps[win[0]], maps[win[1]])
-                f_hw, f_maps, _, _ = sp.sample(n, generator=g)
-                c_hw = torch.where(torch.rand(c_hw.shape, generator=g) < o.mutation, f_hw, c_hw)
-                c_maps = torch.where(torch.rand(c_maps.shape, generator=g) < o.mutation, f_maps, c_maps)
-                chv, cmv, cev = self.evaluate(c_hw, c_maps)
-                done += n
-                bar.update(n)
-                inc.offer(chv, cmv, cev, done)
-                all_hw, all_maps = torch.cat([hw, c_hw]), torch.cat([maps, c_maps])
-                all_fit = torch.cat([fit, self.penalised(cev, o.penalty)])
-                elite = torch.argsort(fit)[:o.elite]
-                rest = torch.argsort(all_fit)
-                rest = rest[~torch.isin(rest, elite)][:P - len(elite)]
-                keep = torch.cat([elite, rest])
-                hw, maps, fit = all_hw[keep], all_maps[keep], all_fit[keep]
-        return inc.outcome(done)
-
-
-# ---- das ---------------------------------------------------------------------------------
 class DasOptions(EngineOptions):
     batch: int = Field(64, gt=0, description="designs sampled per step")
     lr: float = Field(0.1, gt=0, description="Adam learning rate of the design logits")
@@ -196,6 +59,27 @@ class AsicDas(AsicEngine):
     default_budget = 16384
 
     def _run(self) -> Outcome:
+        o = self.options
+        per_round = self._round_cost()
+        polish_cost = o.polish_rounds * per_round
+        sample_budget = max(1, self.budget - min(polish_cost, int(self.budget * o.polish_share)))
+        inc = AsicIncumbent()
+        self._buffer_maps: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        with self.progress_bar(self.budget, "das") as bar:
+            done, mu, starts, ranks = self._sample(inc, sample_budget, bar)
+            solved = 0                                          # buffer configurations solved exactly
+            if o.buffer_stage:
+                used, solved = self._buffer_stage(inc, ranks, done, bar)
+                done += used
+                if used and inc.best is not None:                               # polish what the stage found
+                    starts = _Starts.single(inc.objective, *self.indices(*inc.best))
+            done = self._polish_starts(inc, starts, done, per_round, bar)
+        return inc.outcome(done, area_multiplier=mu, buffers_solved=solved)
+
+    def _sample(self, inc: AsicIncumbent, sample_budget: int, bar) -> tuple[int, float, "_Starts", "_Ranks"]:
+        """The sampling phase, from the warm start if any: ``sample_budget`` evaluations in batches drawn
+        from the logits, each followed by a score-function step. Returns the evaluations used, the final
+        area multiplier, the best designs per array shape (polish starts) and the ranks of buffers and arrays."""
         o, sp, t = self.options, self.space, self.template
         H, Vh = sp.hw_table.shape
         L, M, Vm = sp.map_table.shape
@@ -207,84 +91,71 @@ class AsicDas(AsicEngine):
             ml += o.warm_strength * torch.nn.functional.one_hot(warm[1], Vm)
         hl.requires_grad_(True)
         ml.requires_grad_(True)
-        adam_h, adam_m = _Adam(hl, o.lr), _Adam(ml, o.lr)
+        adam_h, adam_m = Adam(hl, o.lr), Adam(ml, o.lr)
         mu = 1.0
         cap = t.options.area_mm2
         compulsory = t.compulsory_bits()
-        per_round = self._round_cost()
-        polish_cost = o.polish_rounds * per_round
-        sample_budget = max(1, self.budget - min(polish_cost, int(self.budget * o.polish_share)))
         steps = max(1, math.ceil(sample_budget / o.batch))
-        inc, done = AsicIncumbent(), 0
+        done = 0
         starts = _Starts(o.polish_starts, self._joint_factors())
-        self._buffer_maps: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
         ranks = _Ranks(sp)
-        with self.progress_bar(self.budget, "das") as bar:
-            if warm is not None:
-                hv, mv, ev = self.evaluate(warm[0].unsqueeze(0), warm[1].unsqueeze(0))
-                done += 1
-                inc.offer(hv, mv, ev, done)
-            for step in range(steps):
-                n = min(o.batch, sample_budget - done)
-                if n < 2:
+        if warm is not None:
+            hv, mv, ev = self.evaluate(warm[0].unsqueeze(0), warm[1].unsqueeze(0))
+            done += 1
+            inc.offer(hv, mv, ev, done)
+        for step in range(steps):
+            n = min(o.batch, sample_budget - done)
+            if n < 2:
+                break
+            temp = o.temperature + (o.final_temperature - o.temperature) * step / max(1, steps - 1)
+            hw, maps, lp_h, lp_m = sp.sample(n, hl, ml, self.generator, temp)
+            hv, mv, ev = self.evaluate(hw, maps)
+            done += n
+            bar.update(n)
+            inc.offer(hv, mv, ev, done)
+            starts.add(hw, maps, ev)
+            ranks.add(hw, ev)
+            self._remember_maps(hw, maps, ev)
+            finite = torch.isfinite(ev.objective)
+            worst = ev.objective[finite].max() * 10 if bool(finite.any()) else torch.tensor(1.0)
+            cost_h = torch.log(torch.where(finite, ev.objective, worst))
+            if cap is not None:
+                cost_h = cost_h + mu * (ev.area / cap - 1).clamp(min=0)
+            cost_m = torch.log(ev.layer_dram_bits / compulsory)                       # (n, L)
+            cost_m = torch.where(ev.layer_fits, cost_m, cost_m.max() + 1)
+            adv_h = (cost_h - cost_h.mean()) / (cost_h.std() + 1e-9)
+            adv_m = (cost_m - cost_m.mean(0)) / (cost_m.std(0) + 1e-9)
+            loss = (adv_h.detach() * lp_h).mean() + (adv_m.detach() * lp_m).mean(0).sum()
+            gh, gm = torch.autograd.grad(loss, (hl, ml))
+            adam_h.step(gh)
+            adam_m.step(gm)
+            if cap is not None:  # raise mu while more than a tenth of the batch overspends, else lower it
+                over = float((ev.area > cap).double().mean())
+                mu = min(1e3, max(1e-2, mu * math.exp(o.dual_lr * (over - 0.1))))
+        return done, mu, starts, ranks
+
+    def _polish_starts(self, inc: AsicIncumbent, starts: "_Starts", done: int, per_round: int, bar) -> int:
+        """Multi-start local search from ``starts``: one round per start in turn (so no start takes the
+        whole budget); a start retires when a round does not improve it or after ``polish_rounds``
+        rounds. Offers ``inc`` the best result; returns the evaluations used so far."""
+        runs = []
+        for h, m, value in starts.best():
+            hv, mv = self.space.values(h[None], m[None])
+            runs.append(AsicIncumbent.at(value, hv[0], mv[0]))
+        active = [[local, 0] for local in runs]                                          # start, rounds done
+        while active and done + per_round <= self.budget:
+            for entry in list(active):
+                if done + per_round > self.budget:
                     break
-                temp = o.temperature + (o.final_temperature - o.temperature) * step / max(1, steps - 1)
-                hw, maps, lp_h, lp_m = sp.sample(n, hl, ml, self.generator, temp)
-                hv, mv, ev = self.evaluate(hw, maps)
-                done += n
-                bar.update(n)
-                inc.offer(hv, mv, ev, done)
-                starts.add(hw, maps, ev)
-                ranks.add(hw, ev)
-                self._remember_maps(hw, maps, ev)
-                finite = torch.isfinite(ev.objective)
-                worst = ev.objective[finite].max() * 10 if bool(finite.any()) else torch.tensor(1.0)
-                cost_h = torch.log(torch.where(finite, ev.objective, worst))
-                if cap is not None:
-                    cost_h = cost_h + mu * (ev.area / cap - 1).clamp(min=0)
-                cost_m = torch.log(ev.layer_dram_bits / compulsory)                   # (n, L)
-                cost_m = torch.where(ev.layer_fits, cost_m, cost_m.max() + 1)
-                adv_h = (cost_h - cost_h.mean()) / (cost_h.std() + 1e-9)
-                adv_m = (cost_m - cost_m.mean(0)) / (cost_m.std(0) + 1e-9)
-                loss = (adv_h.detach() * lp_h).mean() + (adv_m.detach() * lp_m).mean(0).sum()
-                gh, gm = torch.autograd.grad(loss, (hl, ml))
-                adam_h.step(gh)
-                adam_m.step(gm)
-                if cap is not None:  # raise mu while more than a tenth of the batch overspends, else lower it
-                    over = float((ev.area > cap).double().mean())
-                    mu = min(1e3, max(1e-2, mu * math.exp(o.dual_lr * (over - 0.1))))
-            solved = 0                                          # buffer configurations solved exactly
-            if o.buffer_stage:
-                used, solved = self._buffer_stage(inc, ranks, done, bar)
+                improved, used = self._polish(entry[0], done)
                 done += used
-                if used and inc.best is not None:                               # polish what the stage found
-                    starts = _Starts.single(inc.objective, nearest(sp.hw_table, sp.hw_valid, inc.best[0]),
-                                            nearest(sp.map_table, sp.map_valid, inc.best[1]))
-            # multi-start local search from the best designs of distinct array shapes the sampling saw:
-            # one round per start in turn (so no start takes the whole budget), a start retires when a
-            # round does not improve it or after polish_rounds rounds
-            runs = []
-            for h, m, value in starts.best():
-                local = AsicIncumbent()
-                hv, mv = self.space.values(h[None], m[None])
-                local.best, local.objective = (hv[0], mv[0]), value
-                runs.append(local)
-            active = [[local, 0] for local in runs]                                      # start, rounds done
-            while active and done + per_round <= self.budget:
-                for entry in list(active):
-                    if done + per_round > self.budget:
-                        break
-                    improved, used = self._polish(entry[0], done)
-                    done += used
-                    bar.update(used)
-                    entry[1] += 1
-                    if not improved or entry[1] >= o.polish_rounds:
-                        active.remove(entry)
-            for local in runs:
-                if local.objective < inc.objective:
-                    inc.objective, inc.best = local.objective, local.best
-                    inc.trace.append((done, inc.objective))
-        return inc.outcome(done, area_multiplier=mu, buffers_solved=solved)
+                bar.update(used)
+                entry[1] += 1
+                if not improved or entry[1] >= self.options.polish_rounds:
+                    active.remove(entry)
+        for local in runs:
+            inc.propose(local.objective, *local.best, done)
+        return done
 
     def _buffer_stage(self, inc: AsicIncumbent, ranks: "_Ranks", done: int, bar) -> tuple[int, int]:
         """Cost every mapping of every layer once; screen every buffer configuration with the best
@@ -395,8 +266,7 @@ class AsicDas(AsicEngine):
         re-optimisation of every layer's mapping by single-factor moves."""
         sp = self.space
         H, Vh = sp.hw_table.shape
-        hw_i = nearest(sp.hw_table, sp.hw_valid, inc.best[0])
-        base = nearest(sp.map_table, sp.map_valid, inc.best[1])
+        hw_i, base = self.indices(*inc.best)
         moves_h = hw_i.expand(H * Vh, H).clone()
         for f in range(H):
             moves_h[f * Vh:(f + 1) * Vh, f] = torch.arange(Vh)
@@ -481,7 +351,7 @@ class _Ranks:
 
     def __init__(self, space: AsicSpace):
         self.buffer_cols = [space.hw_index("gb_kib"), space.hw_index("gb_split")]
-        self.array_cols = _array_factors(space)
+        self.array_cols = array_factors(space)
         self.buffers: dict[tuple[int, ...], float] = {}
         self.arrays: dict[tuple[int, ...], float] = {}
 
@@ -531,80 +401,3 @@ class _Starts:
 
     def best(self) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
         return [(h, m, v) for v, h, m in sorted(self.items.values(), key=lambda x: x[0])[:self.n]]
-
-
-# ---- exact -------------------------------------------------------------------------------
-class ExactOptions(EngineOptions):
-    max_evaluations: int = Field(5_000_000, gt=0, description="refuse spaces with more layer mappings than this "
-                                                               "(the table holds about 80 bytes per mapping)")
-    block: int = Field(4096, gt=0, description="array designs costed per vectorised call")
-
-
-class AsicExact(AsicEngine):
-    """Provably optimal over the whole space (``budget`` does not apply): every buffer configuration,
-    every array design on it, each with its best mapping per layer (:mod:`autonba.hw.asic.fronts`)."""
-
-    name = "exact"
-    Options = ExactOptions
-
-    def _run(self) -> Outcome:
-        sp, o = self.space, self.options
-        work = MappingTable.size(sp)
-        if work > o.max_evaluations:
-            raise AutonbaError(f"exact: the space has {work:,} layer mappings (> max_evaluations="
-                               f"{o.max_evaluations:,}); pin factors with --fix, or use das / evolution")
-        table = MappingTable(self.template, sp)
-        inc, done = AsicIncumbent(), 0
-        with self.progress_bar(sp.size()[0], "exact") as bar:
-            for key in buffer_configs(sp):
-                if table.fronts(key) is not None:  # else no mapping fits this buffer: nothing to cost
-                    hv = buffer_designs(self.template, sp, key)
-                    offer_buffer(table, key, hv, inc, done, o.block)
-                    done += len(hv)
-                bar.update(done - bar.n)
-        return inc.outcome(done, layer_mapping_evaluations=work)
-
-
-def buffer_configs(space: AsicSpace) -> list[tuple[int, int]]:
-    """Every buffer configuration, as (gb_kib, gb_split) index pairs."""
-    return [(g, s) for g in torch.nonzero(space.hw_valid[space.hw_index("gb_kib")]).flatten().tolist()
-            for s in torch.nonzero(space.hw_valid[space.hw_index("gb_split")]).flatten().tolist()]
-
-
-def buffer_designs(template: AsicArray, space: AsicSpace, key: tuple[int, int],
-                   arrays: torch.Tensor | None = None) -> torch.Tensor:
-    """Array designs (values (n, H)) on one buffer configuration (indices ``key``) that fit the area
-    budget (a closed form of the array factors, checked before any costing): every combination of
-    the other array factors, or the given ones (indices (n, H - 2) of the non-buffer factors)."""
-    sp = space
-    gi, si = sp.hw_index("gb_kib"), sp.hw_index("gb_split")
-    rest = _array_factors(sp)
-    if arrays is None:
-        arrays = torch.cartesian_prod(*[torch.nonzero(sp.hw_valid[f]).flatten() for f in rest]).reshape(-1, len(rest))
-    idx = torch.zeros((len(arrays), len(sp.hw_factors)), dtype=torch.long)
-    idx[:, rest] = arrays
-    idx[:, gi], idx[:, si] = key
-    hv = sp.hw_table.gather(1, idx.T).T
-    cap = template.options.area_mm2
-    return hv if cap is None else hv[template.area(hv) <= cap + 1e-12]
-
-
-def _array_factors(space: AsicSpace) -> list[int]:
-    """Indices of the array factors other than the buffer's size and split."""
-    return [f for f in range(len(space.hw_factors)) if space.hw_factors[f] not in ("gb_kib", "gb_split")]
-
-
-def offer_buffer(table: MappingTable, key: tuple[int, int], hv: torch.Tensor, inc: AsicIncumbent, done: int,
-                 block: int) -> None:
-    """Offer ``inc`` the best of array designs ``hv`` (values, from :func:`buffer_designs`) on one buffer
-    configuration (indices ``key``), each with its best mappings; nothing if no mapping fits the buffer."""
-    fronts = table.fronts(key)
-    if fronts is None:
-        return
-    for b in range(0, len(hv), block):
-        table.offer_best(hv[b:b + block], fronts, inc, done + min(len(hv), b + block))
-
-
-ASIC_ENGINES: Registry[type[AsicEngine]] = Registry("engine")
-for _e in (AsicDas, AsicRandom, AsicEvolution, AsicExact):
-    ASIC_ENGINES.register(_e.name, _e)
