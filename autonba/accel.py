@@ -98,8 +98,9 @@ def search(*, file: str | None = None, network: str | None = None, arch: str | N
     return run_search(cfg, warm_start=warm_start, progress=progress)
 
 
-def run_evaluate(cfg: AccelConfig, designs: list[dict[str, Any]]) -> list[AccelResult] | list[AsicResult]:
-    template = build_template(cfg)
+def run_evaluate(cfg: AccelConfig, designs: list[dict[str, Any]],
+                 workload: Workload | None = None) -> list[AccelResult] | list[AsicResult]:
+    template = build_template(cfg, workload)
     if isinstance(template, AsicArray):
         hv, mv = template.space.parse(designs)
         return [AsicResult.from_design(template, (h, m)) for h, m in zip(hv, mv)]

@@ -1,13 +1,13 @@
-"""File helpers: JSON read with clear errors, atomic writes (temp file, then rename) with the umask's
-permissions, strict JSON,
-checks of an output location before any work, and the lock that gives a run directory to one
-process at a time."""
+"""File helpers: JSON read with clear errors, strict JSON, atomic writes (temp file, then rename) with
+the umask's permissions, checks of an output location before any work, and the lock that gives a run
+directory to one process at a time."""
 from __future__ import annotations
 
 import contextlib
 import errno
 import fcntl
 import json
+import math
 import os
 import socket
 import tempfile
@@ -49,6 +49,7 @@ def _write_via_temp(path: Path, mode: str, write: Callable[[IO], None], what: st
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        tmp = None
     except OSError as e:
         raise _os_error(e, path, f"write {what}") from None
     finally:
@@ -71,6 +72,18 @@ def read_json(path: str | Path, what: str) -> Any:
 
 def write_atomic(path: str | Path, text: str, what: str = "file") -> None:
     _write_via_temp(Path(path), "w", lambda f: f.write(text), what)
+
+
+def finite_or_null(x: Any) -> Any:
+    """``x`` with every non-finite float (nested in dicts, lists and tuples) replaced by None: a figure
+    that is undefined (the EDP of a network no design fits) or overflows is null in JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: finite_or_null(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite_or_null(v) for v in x]
+    return x
 
 
 def dumps(data: Any, indent: int | None = 2) -> str:
@@ -115,12 +128,14 @@ def load_checkpoint(path: str | Path) -> Any:
 
 
 # ---- output locations ------------------------------------------------------------------------------
-def _name_fits(folder: Path, name: str) -> bool:
+def _name_fits(path: Path) -> bool:
+    """Whether the last component of ``path`` is within its file system's name length."""
+    folder = path.parent if path.parent.exists() else Path(".")
     try:
         limit = os.pathconf(folder, "PC_NAME_MAX")
     except (OSError, ValueError):
         limit = 255
-    return len(os.fsencode(name)) <= limit
+    return len(os.fsencode(path.name)) <= limit
 
 
 def _writable_folder(folder: Path, what: str) -> None:
@@ -149,7 +164,7 @@ def check_output_file(path: str | Path, what: str, inputs: list[str | Path] = ()
             raise AutonbaError(f"{what}: {path} is one of this command's inputs; it is never overwritten")
     if path.exists() and not force:
         raise AutonbaError(f"{what}: {path} already exists; choose another name or pass --force to replace it")
-    if not _name_fits(path.parent if path.parent.exists() else Path("."), path.name):
+    if not _name_fits(path):
         raise AutonbaError(f"{what}: the file name {path.name[:40]}... is too long for the file system")
     _writable_folder(path.parent, what)
 
@@ -157,8 +172,7 @@ def check_output_file(path: str | Path, what: str, inputs: list[str | Path] = ()
 def check_output_dir(path: str | Path, what: str) -> None:
     """Before any work: ``path`` is (or can be made) a directory we can write in."""
     path = Path(path)
-    parent = path.parent if path.parent.exists() else Path(".")
-    if not path.exists() and not _name_fits(parent, path.name):
+    if not path.exists() and not _name_fits(path):
         raise AutonbaError(f"{what}: the directory name {path.name[:40]}... is too long for the file system")
     _writable_folder(path, what)
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from autonba.hw.templates.base import Template
+from autonba.io import finite_or_null
 
 
 @dataclass
@@ -33,7 +34,7 @@ class AccelResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON data: a figure that overflows (a platform's extreme clock or bandwidth) is null."""
-        return _strict(asdict(self))
+        return finite_or_null(asdict(self))
 
     @classmethod
     def from_design(cls, template: Template, vals: torch.Tensor, **search: Any) -> "AccelResult":
@@ -56,7 +57,7 @@ class AccelResult:
 
     def summary(self) -> dict[str, Any]:
         """The few figures a run's result.json keeps of its accelerator."""
-        return _strict({"template": self.template, "platform": self.platform["name"], "engine": self.engine,
+        return finite_or_null({"template": self.template, "platform": self.platform["name"], "engine": self.engine,
                         "feasible": self.feasible, "dsp": self.total_dsp, "bram18k": self.total_bram,
                         "dsp_utilisation": self.dsp_utilisation, "bram_utilisation": self.bram_utilisation})
 
@@ -72,7 +73,8 @@ class AccelResult:
                  f"{'chunk':<10}{'layers':>7}{'cycles':>14}{'DSP':>10}{'BRAM18K':>10}  design"]
         for name, c in self.chunks.items():
             d = " ".join(f"{k}={v}" for k, v in c["design"].items())
-            lines.append(f"{name:<10}{c['layers']:>7}{_fmt(c['cycles'], ',.0f', 14)}{c['dsp']:>10g}{c['bram']:>10g}  {d}")
+            lines.append(f"{name:<10}{c['layers']:>7}{_fmt(c['cycles'], ',.0f', 14)}{c['dsp']:>10g}"
+                         f"{c['bram']:>10g}  {d}")
         lines.append(f"{'total':<10}{'':>7}{'':>14}{self.total_dsp:>10g}{self.total_bram:>10g}  "
                      f"DSP {100 * self.dsp_utilisation:.1f}% of {p['dsp']}, "
                      f"BRAM {100 * self.bram_utilisation:.1f}% of {p['bram18k']}")
@@ -84,17 +86,6 @@ class AccelResult:
 def _num(x: torch.Tensor | float) -> int | float:
     v = float(x)
     return int(v) if v.is_integer() else v
-
-
-def _strict(x: Any) -> Any:
-    """``x`` with every non-finite float (nested in dicts, lists and tuples) replaced by None."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _strict(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_strict(v) for v in x]
-    return x
 
 
 def _fmt(x: float, spec: str, width: int = 0) -> str:

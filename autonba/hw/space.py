@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import torch
 
 from autonba.errors import AutonbaError
-from autonba.hw.workload import MAX_SIZE
+from autonba.hw.workload import MAX_SIZE, integral
 
 
 class DesignSpace:
@@ -64,7 +64,7 @@ class DesignSpace:
             if f not in self.factors:
                 raise AutonbaError(f"--fix: unknown design factor '{f}'; allowed: {', '.join(self.factors)}")
             for c in chunks:
-                if not _integer(val) or val not in chunks[c][f]:
+                if not integral(val) or val not in chunks[c][f]:
                     raise AutonbaError(f"--fix {f}={val}: not allowed in chunk {c}; allowed: "
                                        f"{_fmt(chunks[c][f])}")
                 chunks[c][f] = [float(val)]
@@ -102,9 +102,9 @@ class DesignSpace:
                         raise AutonbaError(f"{where}: chunk '{c}' lacks factor '{f}'")
                     v, vals = cd[f], self.choices[c][f]
                     if f in self.closed or len(vals) == 1:
-                        ok, allowed = _integer(v) and v in vals, _fmt(vals)
+                        ok, allowed = integral(v) and v in vals, _fmt(vals)
                     else:
-                        ok, allowed = _integer(v) and 1 <= v <= MAX_SIZE, f"an integer from 1 to {MAX_SIZE}"
+                        ok, allowed = integral(v) and 1 <= v <= MAX_SIZE, f"an integer from 1 to {MAX_SIZE}"
                     if not ok:
                         raise AutonbaError(f"{where}: chunk '{c}': {f}={v!r} is not allowed; allowed: {allowed}")
                     out[b, ci, fi] = float(v)
@@ -196,13 +196,6 @@ class DesignSpace:
                 out[:, members] = combos[lin % n]
                 lin = lin // n
             yield out
-
-
-def _integer(v: Any) -> bool:
-    """An int or an integer-valued finite float (3.0), not a boolean."""
-    if isinstance(v, bool):
-        return False
-    return isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v.is_integer())
 
 
 def _num(v: float) -> int | float:

@@ -21,6 +21,11 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def integral(v: Any) -> bool:
+    """An int or an integer-valued float (3.0): not a boolean, NaN, Infinity or 1.5."""
+    return _is_int(v) or isinstance(v, float) and v.is_integer()
+
+
 def _is_label(v: Any) -> bool:
     """A name fit for messages, tables and design files: a non-empty string of printable characters."""
     return isinstance(v, str) and v != "" and v.isprintable()
@@ -143,7 +148,7 @@ _GOLDEN = {"N", "M", "R", "K", "S", "depthwise", "bits", "chunk"}
 
 def _as_int(value: Any, key: str, index: int, top: int = MAX_SIZE) -> int:
     """An integer-valued number in 1..top (3.0 counts; booleans, NaN, Infinity and 1.5 do not)."""
-    ok = (_is_int(value) or isinstance(value, float) and value.is_integer()) and 1 <= value <= top
+    ok = integral(value) and 1 <= value <= top
     if not ok:
         raise AutonbaError(f"layers[{index}].{key} must be an integer in 1..{top}, got {value!r}")
     return int(value)

@@ -23,7 +23,7 @@ from autonba.config import validate
 from autonba.data.datasets import DATASETS, DataSplits, load_data, search_split
 from autonba.errors import AutonbaError
 from autonba.hw.hardware import engines_for, load_hardware
-from autonba.io import LOCK, RunLock, dumps, load_checkpoint, save_checkpoint, write_atomic, write_config, write_json
+from autonba.io import LOCK, RunLock, dumps, finite_or_null, load_checkpoint, save_checkpoint, write_atomic, write_config, write_json
 from autonba.nas.arch import Arch, BlockChoice
 from autonba.nas.space import SearchSpace, load_space
 from autonba.nas.supernet import Supernet
@@ -44,12 +44,6 @@ def fit_space(cfg: SearchConfig, splits: DataSplits) -> SearchSpace:
     if cfg.bits is not None:
         data["bits"] = cfg.bits
     return validate(SearchSpace, data, "search space")
-
-
-def _finite_or_none(v: Any) -> Any:
-    """A measurement for the log: an undefined (infinite) figure, e.g. the EDP of a network no design
-    fits, is written as null."""
-    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _fmt(v: float | None, spec: str) -> str:
@@ -241,7 +235,7 @@ class JointSearch:
                    "arch_loss": float(sums[1]) / max(n, 1) if not warm else None,
                    "hw_cost": float(sums[2]) / max(n, 1) if not warm else None,
                    "sampled_arch_acc": float(sums[3] / sums[4]) if not warm else None,
-                   "supernet_acc": acc, **{k: _finite_or_none(v) for k, v in m.items()},
+                   "supernet_acc": acc, **finite_or_null(m),
                    "meets_spec": self.costing.meets(m), "lambda": lam_used, "next_lambda": self.lam,
                    "temperature": temperature,
                    "lr": self.w_opt.param_groups[0]["lr"], "arch_steps": self.arch_steps,

@@ -184,7 +184,7 @@ def recost(run_dir: Path, cfg, arch: Arch) -> tuple[Any, list[str]]:
     acfg = validate(AccelConfig, {"workload": {"arch": str(run_dir / "arch.json")}, "template": h.template,
                                   "platform": h.platform, "template_options": h.template_options}, "run hardware")
     try:
-        accel = run_evaluate(acfg, [design])[0]
+        accel = run_evaluate(acfg, [design], arch.workload())[0]
     except AutonbaError as e:
         raise AutonbaError(f"the design in {path} does not fit the network in {run_dir / 'arch.json'} ({e}); "
                            "restore the files the search wrote, or search an accelerator for this network with "

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import torch
 
 from autonba.errors import AutonbaError
+from autonba.hw.workload import integral
 
 DATAFLOWS = ("os", "ws", "is")
 GB_SPLITS = ("shared", "equal", "w-heavy", "i-heavy", "o-heavy")
@@ -181,7 +182,7 @@ def _code(factor: str, raw: Any) -> float:
         if raw not in names:
             raise AutonbaError(f"{factor}={raw!r} is not allowed; allowed: {', '.join(names)}")
         return float(names.index(raw))
-    if isinstance(raw, bool) or not (isinstance(raw, int) or isinstance(raw, float) and raw.is_integer()):
+    if not integral(raw):
         raise AutonbaError(f"{factor}={raw!r} must be an integer" + (f" or one of {', '.join(names)}" if names else ""))
     return float(max(-_BIG, min(raw, _BIG)))  # an int beyond float range stays outside every allowed range
 
