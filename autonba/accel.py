@@ -11,15 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from autonba.config import validate
-from autonba.hw.asic.array import AsicArray
-from autonba.hw.asic.result import AsicResult
 from autonba.hw.hardware import load_hardware, resolved_platform, search_template
-from autonba.hw.result import AccelResult
-from autonba.hw.templates import Template
+from autonba.hw.template import HardwareResult, HardwareTemplate
 from autonba.hw.workload import Workload
 from autonba.hw.zoo import WORKLOADS
 
@@ -69,7 +65,7 @@ class AccelConfig(BaseModel):
         return resolved_platform(self.template, self.platform)
 
 
-def build_template(cfg: AccelConfig, workload: Workload | None = None) -> Template | AsicArray:
+def build_template(cfg: AccelConfig, workload: Workload | None = None) -> HardwareTemplate:
     cls, platform, options = load_hardware(cfg.template, cfg.platform, cfg.template_options)
     return cls(workload or cfg.workload.load(), platform, **options)
 
@@ -80,8 +76,8 @@ def _config(**kw: Any) -> AccelConfig:
     return validate(AccelConfig, {"workload": wl, **kw})
 
 
-def run_search(cfg: AccelConfig, workload: Workload | None = None, warm_start: torch.Tensor | None = None,
-               progress: bool | None = None) -> AccelResult:
+def run_search(cfg: AccelConfig, workload: Workload | None = None, warm_start: Any = None,
+               progress: bool | None = None) -> HardwareResult:
     return search_template(build_template(cfg, workload), cfg.engine, seed=cfg.seed, budget=cfg.budget,
                            fix=cfg.fix, warm_start=warm_start, progress=progress, **cfg.engine_options)
 
@@ -90,7 +86,7 @@ def search(*, file: str | None = None, network: str | None = None, arch: str | N
            template: str | None = None, platform: str | None = None, engine: str | None = None,
            budget: int | None = None, fix: dict[str, float] | None = None, seed: int | None = None,
            engine_options: dict[str, Any] | None = None, template_options: dict[str, Any] | None = None,
-           warm_start: torch.Tensor | None = None, progress: bool | None = False) -> AccelResult:
+           warm_start: Any = None, progress: bool | None = False) -> HardwareResult:
     """Search the best accelerator design for a workload (see ``AccelConfig`` for the fields)."""
     cfg = _config(file=file, network=network, arch=arch, bits=bits, template=template, platform=platform,
                   engine=engine, budget=budget, fix=fix, seed=seed, engine_options=engine_options,
@@ -99,16 +95,12 @@ def search(*, file: str | None = None, network: str | None = None, arch: str | N
 
 
 def run_evaluate(cfg: AccelConfig, designs: list[dict[str, Any]],
-                 workload: Workload | None = None) -> list[AccelResult] | list[AsicResult]:
+                 workload: Workload | None = None) -> list[HardwareResult]:
     template = build_template(cfg, workload)
-    if isinstance(template, AsicArray):
-        hv, mv = template.space.parse(designs)
-        return [AsicResult.from_design(template, (h, m)) for h, m in zip(hv, mv)]
-    vals = template.space.parse(designs)
-    return [AccelResult.from_design(template, v) for v in vals]
+    return [template.result(d) for d in template.parse(designs)]
 
 
-def evaluate(designs: list[dict[str, Any]], **kw: Any) -> list[AccelResult] | list[AsicResult]:
+def evaluate(designs: list[dict[str, Any]], **kw: Any) -> list[HardwareResult]:
     """Evaluate designs on a workload and template: ``{"chunks": {name: {factor: value}}}`` (FPGA) or
     ``{"array": {...}, "layers": {name: {...}}}`` (asic-array)."""
     return run_evaluate(_config(**kw), designs)

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = asub.add_parser("eval", help="evaluate given designs on a workload")
     _workload_args(e)
-    e.add_argument("--design", required=True, help="JSON: one design {'chunks': {...}} or {'designs': [...]}")
+    e.add_argument("--design", required=True, help="JSON: one design (in the template's design-file format, or a "
+                                                   "result of 'accel search'), or {'designs': [...]}")
     _common(e)
 
     asub.add_parser("list", help="list templates, platforms, engines and zoo networks")
@@ -168,6 +169,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     cfg = _accel_config(args)
     _check_out(args, cfg)
     data = read_json(args.design, "design")
+    if isinstance(data, dict) and "template" in data and "design" in data:  # a result of 'accel search'
+        data = data["design"]
     many = isinstance(data, dict) and "designs" in data
     designs = data["designs"] if many else [data]
     if not isinstance(designs, list) or not designs:
@@ -179,17 +182,13 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
-    from autonba.hw.asic.tech import shipped_technologies
-    from autonba.hw.engines import ENGINES
-    from autonba.hw.platform import shipped_platforms
     from autonba.hw.templates import TEMPLATES
     from autonba.hw.zoo import WORKLOADS
 
-    print("templates:", ", ".join(TEMPLATES.names()))
-    print("platforms:", ", ".join(shipped_platforms()))
-    print("technologies (asic-array):", ", ".join(shipped_technologies()))
-    print("engines:  ", ", ".join(ENGINES.names()))
-    print("networks: ", ", ".join(WORKLOADS.names()))
+    for name, cls in TEMPLATES.items():
+        print(f"template {name}: platforms {', '.join(cls.shipped_platforms())} (default {cls.default_platform}); "
+              f"engines {', '.join(cls.engines().names())}; reports {', '.join(cls.metric_names)}")
+    print("networks:", ", ".join(WORKLOADS.names()))
 
 
 def _search_config(args: argparse.Namespace) -> "SearchConfig":  # noqa: F821

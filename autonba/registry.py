@@ -37,6 +37,13 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} '{name}'; allowed: {', '.join(sorted(self._items))}"
             ) from None
 
+    def unregister(self, name: str) -> T:
+        """Remove an entry (a plug-in's, or a test's); the entry."""
+        return self._items.pop(name)
+
+    def items(self) -> list[tuple[str, T]]:
+        return sorted(self._items.items(), key=lambda kv: kv[0])
+
     def names(self) -> list[str]:
         return sorted(self._items)
 

@@ -38,8 +38,8 @@ def golden_section(seeds: int) -> dict:
         ex = ENGINES.get("exact")(t, sp).run()
         runs = [ENGINES.get("das")(t, sp, seed=s).run() for s in range(seeds)]
         out[label] = {
-            "exact_fps": t.clock_hz / ex.bottleneck, "exact_seconds": ex.seconds,
-            "das_fps": [t.clock_hz / r.bottleneck for r in runs], "das_seconds": [r.seconds for r in runs],
+            "exact_fps": t.clock_hz / ex.score, "exact_seconds": ex.seconds,
+            "das_fps": [t.clock_hz / r.score for r in runs], "das_seconds": [r.seconds for r in runs],
             "das_evaluations": [r.evaluations for r in runs],
         }
     return out
@@ -67,14 +67,14 @@ def engines_section(seeds: int) -> dict:
         t = TEMPLATES.get("fpga-chunk")(WORKLOADS.get("mobilenetv2-cifar")(8), load_platform(plat))
         ex = ENGINES.get("exact")(t).run()
         ev = t.evaluate(ex.best.unsqueeze(0))
-        row = {"exact_fps": t.clock_hz / ex.bottleneck, "exact_seconds": ex.seconds,
+        row = {"exact_fps": t.clock_hz / ex.score, "exact_seconds": ex.seconds,
                "exact_evaluations": ex.evaluations,
                "optimum_dsp_util": float(ev.total_dsp[0]) / t.platform.dsp,
                "optimum_bram_util": float(ev.total_bram[0]) / t.platform.bram18k, "engines": {}}
         for budget in (2000, 20000):
             for eng in ("das", "random", "evolution"):
                 runs = [ENGINES.get(eng)(t, seed=s, budget=budget).run() for s in range(seeds)]
-                fps = [t.clock_hz / r.bottleneck if r.best is not None else 0.0 for r in runs]
+                fps = [t.clock_hz / r.score if r.best is not None else 0.0 for r in runs]
                 row["engines"][f"{eng}@{budget}"] = {
                     "median_fps": statistics.median(fps), "fps": fps,
                     "median_seconds": statistics.median(r.seconds for r in runs),

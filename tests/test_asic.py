@@ -16,7 +16,8 @@ from autonba import accel
 from autonba.errors import AutonbaError
 from autonba.hw.asic.array import LEVELS, AsicArray
 from autonba.hw.asic.cycles import compute_cycles
-from autonba.hw.asic.engines import ASIC_ENGINES, AsicIncumbent
+from autonba.hw.asic.engines import ASIC_ENGINES
+from autonba.hw.engines.base import Incumbent
 from autonba.hw.asic.space import DATAFLOWS
 from autonba.hw.asic.tech import load_technology
 from autonba.hw.workload import Layer, Workload
@@ -138,7 +139,7 @@ def test_exact_is_optimal(objective):
     t.space = space
     out = ASIC_ENGINES.get("exact")(t, space, progress=False).run()
     want = brute_force(t)
-    assert out.bottleneck == pytest.approx(want, rel=1e-12)
+    assert out.score == pytest.approx(want, rel=1e-12)
     hv, mv = out.best
     ev = t.evaluate(hv.unsqueeze(0), mv.unsqueeze(0))
     assert bool(ev.feasible[0]) and float(ev.objective[0]) == pytest.approx(want, rel=1e-12)
@@ -153,10 +154,10 @@ def test_engines_rank_and_respect_the_area_budget():
         hv, mv = out.best
         ev = t.evaluate(hv.unsqueeze(0), mv.unsqueeze(0))
         assert bool(ev.feasible[0]) and float(ev.area[0]) <= 0.5
-        assert out.bottleneck >= exact.bottleneck * (1 - 1e-12), name
+        assert out.score >= exact.score * (1 - 1e-12), name
         assert out.evaluations <= 2048
-    assert results["das"].bottleneck <= 1.05 * exact.bottleneck
-    assert results["das"].bottleneck <= results["random"].bottleneck
+    assert results["das"].score <= 1.05 * exact.score
+    assert results["das"].score <= results["random"].score
 
 
 def test_das_buffer_stage_finds_the_optimum_when_the_budget_covers_every_buffer():
@@ -168,19 +169,19 @@ def test_das_buffer_stage_finds_the_optimum_when_the_budget_covers_every_buffer(
     assert exact.evaluations == 1254
     for seed in (0, 1):
         das = ASIC_ENGINES.get("das")(t, seed=seed, budget=4096, progress=False).run()
-        assert das.bottleneck == pytest.approx(exact.bottleneck, rel=1e-12) and das.evaluations <= 4096
+        assert das.score == pytest.approx(exact.score, rel=1e-12) and das.evaluations <= 4096
     small = ASIC_ENGINES.get("das")(t, seed=0, budget=512, progress=False).run()
-    assert small.evaluations <= 512 and small.bottleneck >= exact.bottleneck * (1 - 1e-12)
+    assert small.evaluations <= 512 and small.score >= exact.score * (1 - 1e-12)
 
 
 def test_incumbent_keeps_the_best_and_its_trace():
-    inc = AsicIncumbent()
+    inc = Incumbent()
     hw, maps = torch.ones(3), torch.ones(2, 4)
-    assert inc.propose(5.0, hw, maps, 10) and not inc.propose(6.0, 2 * hw, maps, 11)
-    assert inc.propose(4.0, 3 * hw, maps, 12)
-    assert inc.objective == 4.0 and torch.equal(inc.best[0], 3 * hw) and inc.trace == [(10, 5.0), (12, 4.0)]
-    start = AsicIncumbent.at(2.0, hw, maps)
-    assert start.objective == 2.0 and start.trace == [] and not start.propose(3.0, hw, maps, 1)
+    assert inc.propose(5.0, (hw, maps), 10) and not inc.propose(6.0, (2 * hw, maps), 11)
+    assert inc.propose(4.0, (3 * hw, maps), 12)
+    assert inc.score == 4.0 and torch.equal(inc.best[0], 3 * hw) and inc.trace == [(10, 5.0), (12, 4.0)]
+    start = Incumbent.at(2.0, (hw, maps))
+    assert start.score == 2.0 and start.trace == [] and not start.propose(3.0, (hw, maps), 1)
 
 
 def test_simulator_drivers_are_not_installed():
@@ -314,7 +315,7 @@ def test_exact_is_optimal_with_grouped_layers():
     t = AsicArray(wl, TECH, objective="edp", area_mm2=0.06, rows=[2, 4], cols=[2, 8], rf_bytes=[4, 64], gb_kib=[1, 4])
     t.space = t.space.fix({"order": "kcy", "gb_split": "shared"})
     out = ASIC_ENGINES.get("exact")(t, t.space, progress=False).run()
-    assert out.bottleneck == pytest.approx(brute_force(t), rel=1e-12)
+    assert out.score == pytest.approx(brute_force(t), rel=1e-12)
 
 
 def grouped_workload() -> Workload:

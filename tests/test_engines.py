@@ -26,7 +26,7 @@ def test_das_reaches_99_percent_of_the_golden_optimum(golden, legacy, pins, key)
     opt = golden["network"]["optimum"][key]["fps"]
     for seed in range(5):
         out = ENGINES.get("das")(legacy, legacy.space.fix(pins), seed=seed).run()
-        fps = legacy.clock_hz / out.bottleneck
+        fps = legacy.clock_hz / out.score
         assert fps >= 0.99 * opt, (seed, fps, opt)
         assert out.evaluations <= ENGINES.get("das").default_budget and out.seconds > 0
 
@@ -37,7 +37,7 @@ def test_engines_respect_budget_and_return_feasible_designs(small, name):
     assert out.evaluations <= 3000
     assert out.best is not None
     ev = small.evaluate(out.best.unsqueeze(0))
-    assert bool(ev.feasible[0]) and float(ev.bottleneck[0]) == pytest.approx(out.bottleneck)
+    assert bool(ev.feasible[0]) and float(ev.bottleneck[0]) == pytest.approx(out.score)
     fps = [f for _, f in out.trace]
     assert fps == sorted(fps)  # the incumbent only improves
 
@@ -49,9 +49,9 @@ def test_engines_are_reproducible(small):
 
 
 def test_das_beats_random_at_equal_budget(small):
-    exact = ENGINES.get("exact")(small).run().bottleneck
-    das = [ENGINES.get("das")(small, seed=s, budget=4000).run().bottleneck for s in range(3)]
-    rnd = [ENGINES.get("random")(small, seed=s, budget=4000).run().bottleneck for s in range(3)]
+    exact = ENGINES.get("exact")(small).run().score
+    das = [ENGINES.get("das")(small, seed=s, budget=4000).run().score for s in range(3)]
+    rnd = [ENGINES.get("random")(small, seed=s, budget=4000).run().score for s in range(3)]
     assert sorted(das)[1] < sorted(rnd)[1]
     assert exact / max(das) >= 0.98
 
@@ -59,9 +59,9 @@ def test_das_beats_random_at_equal_budget(small):
 def test_warm_start_is_used(small):
     best = ENGINES.get("exact")(small).run()
     out = ENGINES.get("evolution")(small, seed=0, budget=300, warm_start=best.best).run()
-    assert out.bottleneck == pytest.approx(best.bottleneck)
+    assert out.score == pytest.approx(best.score)
     das = ENGINES.get("das")(small, seed=0, budget=600, warm_start=best.best, warm_strength=8.0).run()
-    assert das.bottleneck <= 1.02 * best.bottleneck
+    assert das.score <= 1.02 * best.score
 
 
 def test_bad_engine_options_and_budget(small):

@@ -159,7 +159,7 @@ def test_larger_budget_never_lowers_the_exact_optimum():
         plat = Platform(name="s", dsp=int(360 * scale), bram18k=int(432 * scale), clock_mhz=200)
         t = TEMPLATES.get("fpga-chunk")(w, plat, channel_tile_max=32)
         out = ENGINES.get("exact")(t).run()
-        fps = t.clock_hz / out.bottleneck
+        fps = t.clock_hz / out.score
         assert fps >= prev - 1e-9
         prev = fps
 

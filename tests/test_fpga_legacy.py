@@ -61,7 +61,7 @@ def test_all_design_cases(golden, network):
 def test_exact_reaches_the_golden_optimum(golden, network, pins, key):
     out = ENGINES.get("exact")(network, network.space.fix(pins)).run()
     opt = golden["network"]["optimum"][key]
-    assert close(out.bottleneck, opt["bottleneck_cycles"])
+    assert close(out.score, opt["bottleneck_cycles"])
     ev = network.evaluate(out.best.unsqueeze(0))
     assert bool(ev.feasible[0]) and close(float(ev.fps[0]), opt["fps"])
 

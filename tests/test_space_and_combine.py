@@ -120,4 +120,4 @@ def test_exact_equals_brute_force_on_a_tiny_network():
     bram = b0[:, None, None] + b1[None, :, None] + b2[None, None, :]
     ok = (dsp <= plat.dsp) & (bram <= plat.bram18k)
     assert ok.any() and not ok.all()
-    assert out.bottleneck == float(cyc[ok].min())
+    assert out.score == float(cyc[ok].min())

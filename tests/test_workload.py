@@ -10,7 +10,7 @@ import autonba.nas
 from autonba.errors import AutonbaError
 from autonba.hw.asic.tech import load_technology
 from autonba.hw.platform import Platform, load_platform
-from autonba.hw.result import AccelResult
+from autonba.hw.templates.result import FpgaResult
 from autonba.hw.templates import TEMPLATES
 from autonba.hw.workload import Layer, Workload, output_range
 from autonba.hw.zoo import WORKLOADS
@@ -250,7 +250,7 @@ def test_a_result_holds_no_non_finite_number(chunk_tpl):
         Platform(**extreme)
     p = Platform.model_construct(**extreme)
     t = TEMPLATES.get("fpga-chunk")(Workload.from_dict({"layers": [NATIVE]}), p)
-    r = AccelResult.from_design(t, t.space.parse([_fpga_design(t)])[0], trace=[(1, math.inf)])
+    r = FpgaResult.from_design(t, t.space.parse([_fpga_design(t)])[0], trace=[(1, math.inf)])
     d = r.to_dict()
     json.dumps(d, allow_nan=False)
     assert d["fps"] is None and d["bottleneck_cycles"] is None and d["trace"] == [[1, None]]

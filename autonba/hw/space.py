@@ -143,6 +143,27 @@ class DesignSpace:
         lp = torch.log_softmax((logits / temperature).expand(batch, C, F, V).masked_fill(~mask, float("-inf")), -1)
         return idx, lp.gather(-1, idx.unsqueeze(-1)).squeeze(-1).sum(-1)
 
+    # ---- what the shared engines need (random, evolution) -------------------------------
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.sample(n, generator=generator)[0]
+
+    def decode(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.values(idx)
+
+    def encode(self, vals: torch.Tensor) -> torch.Tensor:
+        """Indices (C, F) of the allowed values closest (in log scale) to a design's values, repaired."""
+        return self.repair(nearest(self.table, self.valid, vals).unsqueeze(0))[0]
+
+    def cross(self, a: torch.Tensor, b: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Whole chunk designs from either parent (chunk costs are separable)."""
+        take_a = torch.rand((a.shape[0], self.num_chunks, 1), generator=generator) < 0.5
+        return torch.where(take_a, a, b)
+
+    def mutate(self, child: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+        fresh = self.draw(child.shape[0], generator)
+        hit = torch.rand(child.shape, generator=generator) < rate
+        return self.repair(torch.where(hit, fresh, child))
+
     def repair(self, idx: torch.Tensor) -> torch.Tensor:
         """Lower every child that exceeds its parent to the largest allowed value <= the parent."""
         vals = self.values(idx)
@@ -196,6 +217,14 @@ class DesignSpace:
                 out[:, members] = combos[lin % n]
                 lin = lin // n
             yield out
+
+
+def nearest(table: torch.Tensor, valid: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Indices of the allowed values (``valid``) of ``table`` (..., V) closest in log scale to given
+    values (...); a value present in the table (such as 0, a code) is matched exactly."""
+    dist = (torch.log(table.clamp(min=1e-9)) - torch.log(values.clamp(min=1e-9)).unsqueeze(-1)).abs()
+    dist = torch.where(table == values.unsqueeze(-1), torch.full_like(dist, -1.0), dist)
+    return torch.where(valid, dist, torch.full_like(dist, float("inf"))).argmin(-1)
 
 
 def _num(v: float) -> int | float:

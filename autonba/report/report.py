@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from autonba.errors import AutonbaError
+from autonba.hw.templates import TEMPLATES
 from autonba.io import check_output_dir, read_json, write_atomic
 
 
@@ -101,85 +102,23 @@ def plot_curves(runs: list[Run], out: Path) -> None:
     plt.close(fig)
 
 
+def result_class(run: Run):
+    """The result class of the template family that wrote a run's accelerator.json."""
+    return TEMPLATES.get(run.accel["template"]).Result
+
+
 def plot_layers(run: Run, out: Path) -> None:
-    if run.accel["template"] == "asic-array":
-        return _plot_asic_layers(run, out)
-    plt = _plt()
-    layers = run.accel["layers"]
-    chunks = list(run.accel["chunks"])
-    cmap = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(layers)), 4))
-    colours = [cmap(chunks.index(lay["chunk"]) % 20) for lay in layers]
-    ax.bar(range(len(layers)), [lay["cycles"] for lay in layers], color=colours)
-    ax.axhline(run.accel["bottleneck_cycles"], ls="--", c="k", lw=1, label="bottleneck chunk (cycles per frame)")
-    ax.set_xticks(range(len(layers)), [lay["name"] for lay in layers], rotation=90, fontsize=7)
-    ax.set(ylabel="cycles", title=f"per-layer cycles on the final accelerator ({run.accel['fps']:,.0f} FPS)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i % 20)) for i in range(len(chunks))]
-    ax.legend(handles + ax.get_legend_handles_labels()[0], chunks + ["bottleneck"], fontsize=7,
-              loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
-def _plot_asic_layers(run: Run, out: Path) -> None:
-    plt = _plt()
-    a, layers = run.accel, run.accel["layers"]
-    x = range(len(layers))
-    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(layers)), 4))
-    ax.bar(x, [lay["compute_cycles"] for lay in layers], label="compute (SCALE-Sim count)")
-    ax.bar(x, [lay["stall_cycles"] for lay in layers], bottom=[lay["compute_cycles"] for lay in layers],
-           label="DRAM stall")
-    ax.set_xticks(list(x), [f"{lay['name']} ({lay['dataflow']})" for lay in layers], rotation=90, fontsize=7)
-    ax.set(ylabel="cycles", title=f"per-layer latency on the final ASIC ({a['latency_ms']:.3g} ms, "
-                                  f"EDP {a['edp_uj_ms']:.4g} uJ*ms)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
-def _plot_asic_resources(run: Run, out: Path) -> None:
-    plt = _plt()
-    a = run.accel
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
-    budget = a["area_budget_mm2"]
-    ax[0].barh(0, a["area_mm2"], color="tab:blue")
-    if budget:
-        ax[0].axvline(budget, c="r", lw=1.5, label="budget")
-        ax[0].legend(fontsize=7)
-    arr = a["design"]["array"]
-    ax[0].set(yticks=[], xlabel="mm2", title=f"area: {arr['rows']}x{arr['cols']} PEs, {arr['gb_kib']} KiB buffer")
-    parts = {k: v for k, v in a["energy_breakdown_uj"].items() if v > 0}
-    ax[1].bar(list(parts), list(parts.values()))
-    ax[1].set(ylabel="uJ per frame", title=f"energy by level ({a['energy_uj']:.3g} uJ)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _save(result_class(run).plot_layers(run.accel, _plt()), out)
 
 
 def plot_resources(run: Run, out: Path) -> None:
-    if run.accel["template"] == "asic-array":
-        return _plot_asic_resources(run, out)
-    plt = _plt()
-    a = run.accel
-    budgets = {"DSP": a["platform"]["dsp"], "BRAM18K": a["platform"]["bram18k"]}
-    cmap = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    for row, (res, key) in enumerate((("DSP", "dsp"), ("BRAM18K", "bram"))):
-        left = 0.0
-        for i, (name, c) in enumerate(a["chunks"].items()):
-            share = 100 * c[key] / budgets[res]
-            ax.barh(row, share, left=left, color=cmap(i % 20), label=name if row == 0 else None)
-            left += share
-    ax.axvline(100, c="r", lw=1.5, label="budget")
-    ax.set_yticks([0, 1], [f"DSP ({a['total_dsp']:g}/{budgets['DSP']})", f"BRAM18K ({a['total_bram']:g}/"
-                                                                          f"{budgets['BRAM18K']})"])
-    ax.set(xlabel="% of the platform's budget", title=f"resources per chunk on {a['platform']['name']}")
-    ax.legend(fontsize=7, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    _save(result_class(run).plot_resources(run.accel, _plt()), out)
+
+
+def _save(fig, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _plt().close(fig)
 
 
 def plot_blocks(run: Run, out: Path) -> None:
@@ -226,13 +165,9 @@ def summary(runs: list[Run], images: dict[str, list[str]]) -> str:
              "search s | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         res, fin = r.result, r.final or {}
-        acc = res["accelerator"]
-        if acc["template"] == "asic-array":
-            hw = f"{acc['area_mm2']:.3g} mm2, {acc['energy_uj']:.3g} uJ, EDP {acc['edp_uj_ms']:.4g} uJ*ms"
-        else:
-            hw = f"DSP {acc['dsp']:g}, BRAM18K {acc['bram18k']:g}"
-        target = (f"EDP {res['target_edp_uj_ms']:g}" if res.get("target_edp_uj_ms") is not None
-                  else f"{res['target_fps']:,.0f} FPS")
+        hw = result_class(r).describe(res["accelerator"])
+        other = [k for k in res if k.startswith("target_") and k != "target_fps" and res[k] is not None]
+        target = f"{other[0][7:]} <= {res[other[0]]:g}" if other else f"{res['target_fps']:,.0f} FPS"
         train_s = f"{fin['train_seconds']:.0f}" if fin else "-"
         lines.append(f"| {r.path.name} | {res['mode']} | {res['seed']} | {target} | {res['fps']:,.1f} | "
                      f"{'yes' if res['meets_target'] else 'no'} | {_pct(res['supernet_acc'])} | "

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from autonba.data.datasets import DataConfig
 from autonba.hw.hardware import resolved_platform
+from autonba.hw.templates import TEMPLATES
 
 MODES = ("joint", "fixed-accel", "sequential")
 SEED_MAX = 2 ** 32 - 1
@@ -18,7 +19,7 @@ class _Strict(BaseModel):
 
 
 class HardwareSpec(_Strict):
-    template: str = Field("fpga-chunk", description="fpga-chunk, fpga-legacy or asic-array")
+    template: str = Field("fpga-chunk", description="a registered template: fpga-chunk, fpga-legacy, asic-array, ...")
     platform: str | None = Field(None, description="FPGA platform (default zc706) or, for asic-array, a "
                                                    "technology (default generic-45nm); a name or a YAML path")
     template_options: dict[str, Any] = Field({}, description="e.g. for asic-array {objective: edp, area_mm2: 2}")
@@ -34,10 +35,21 @@ class HardwareSpec(_Strict):
         return resolved_platform(self.template, self.platform)
 
 
+# per spec metric other than fps: how many factors of bit-operations it grows with (energy and latency
+# each roughly in proportion to them, their product in proportion to their square), and how a block's
+# share of it splits between its share of the cycles and its share of the energy
+SPEC_METRICS = {"latency_ms": (1, 1.0, 0.0), "energy_uj": (1, 0.0, 1.0), "edp_uj_ms": (2, 0.5, 0.5)}
+
+
 class TargetSpec(_Strict):
     fps: float = Field(40000.0, gt=0, description="frames per second the derived network must reach")
-    edp_uj_ms: float | None = Field(None, gt=0, description="asic-array: the energy-delay product (uJ x ms) the "
-                                                            "derived network must reach; replaces fps as the spec")
+    edp_uj_ms: float | None = Field(None, gt=0, description="the energy-delay product (uJ x ms) the derived network "
+                                                            "must reach (a template with an energy model, e.g. "
+                                                            "asic-array); replaces fps as the spec")
+    latency_ms: float | None = Field(None, gt=0, description="the latency per frame the derived network must reach; "
+                                                             "replaces fps as the spec")
+    energy_uj: float | None = Field(None, gt=0, description="the energy per frame the derived network must reach "
+                                                            "(a template with an energy model); replaces fps")
     band: float = Field(1.25, gt=1, description="lambda halves when FPS exceeds fps * band (EDP below edp / band)")
     lambda_init: float = Field(0.05, ge=0, description="weight of the hardware cost at the first search epoch")
     lambda_max: float = Field(100.0, gt=0)
@@ -45,6 +57,40 @@ class TargetSpec(_Strict):
         "double", description="after each search epoch: 'double' doubles lambda below the target and halves it above "
                               "the band (the paper); 'proportional' multiplies it by how far the derived network is "
                               "from the spec (target / FPS; EDP / target; bit-ops / budget), clipped to [1/2, 2]")
+
+
+    @model_validator(mode="after")
+    def _one_spec(self) -> "TargetSpec":
+        given = [k for k in SPEC_METRICS if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of {', '.join('target.' + k for k in SPEC_METRICS)} "
+                             f"(got {', '.join(given)})")
+        return self
+
+    @property
+    def metric(self) -> str:
+        """The metric the spec bounds: fps, or the one other metric given."""
+        return next((k for k in SPEC_METRICS if getattr(self, k) is not None), "fps")
+
+    @property
+    def bound(self) -> float:
+        return getattr(self, self.metric)
+
+    def over(self, value: float) -> float:
+        """How far a value is from the spec: > 1 misses it, < 1 is better than it."""
+        if self.metric == "fps":
+            return self.fps / max(value, 1e-9)
+        return value / self.bound
+
+    def fields(self, metrics: dict[str, float]) -> dict[str, float]:
+        """What result files add to ``target_fps`` and ``fps`` for a spec on another metric: the target
+        and the value (``target_edp_uj_ms``, ``edp_uj_ms``)."""
+        m = self.metric
+        return {} if m == "fps" else {f"target_{m}": self.bound, m: metrics[m]}
+
+    def met(self, value: float, feasible: bool) -> bool:
+        """Whether a design (its value of the metric, whether it fits its platform) meets the spec."""
+        return bool(feasible and (value >= self.fps if self.metric == "fps" else value <= self.bound))
 
 
 class SearchSchedule(_Strict):
@@ -121,8 +167,12 @@ class SearchConfig(_Strict):
     checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
 
     @model_validator(mode="after")
-    def _edp_needs_asic(self) -> "SearchConfig":
-        if self.target.edp_uj_ms is not None and self.hardware.template != "asic-array":
-            raise ValueError("target.edp_uj_ms needs hardware.template: asic-array (an FPGA template has no energy "
-                             "model); give target.fps instead")
+    def _spec_is_reported(self) -> "SearchConfig":
+        """The spec's metric must be one the template family reports (an FPGA template has no energy model)."""
+        m, template = self.target.metric, self.hardware.template
+        if template in TEMPLATES and m not in TEMPLATES.get(template).metric_names:
+            allowed = ", ".join(n for n, t in TEMPLATES.items() if m in t.metric_names)
+            raise ValueError(f"target.{m} needs a template that reports {m} ({allowed}); hardware.template "
+                             f"'{template}' reports {', '.join(TEMPLATES.get(template).metric_names)}: give "
+                             "target.fps instead")
         return self

@@ -12,10 +12,12 @@ architecture loss, the accelerator it is measured on, and the per-epoch measurem
   proportional to bit-ops). The accelerator is searched only for the final network.
 
 Costs are normalised so that 1.0 means "one frame at the target": cycles / (clock / target FPS),
-bit-ops / budget. On the asic-array template the spec may be an energy-delay product instead
-(``target.edp_uj_ms``): a block then costs its first-order share of the network's EDP relative to
-the target, lambda follows the derived network's EDP, and the sequential bit-op budget scales with
-the square root of the EDP ratio (energy and latency each roughly proportional to bit-ops).
+bit-ops / budget. The spec may bound another metric the template family reports instead
+(``target.latency_ms``, ``energy_uj``, ``edp_uj_ms``; energy needs a family with an energy model):
+a block then costs its first-order share of that metric (its share of the cycles, of the energy,
+or the mean of both for EDP) relative to the target, lambda follows the derived network's value,
+and the sequential bit-op budget scales with the metric's ratio to the power 1 / its order in
+bit-ops (EDP: energy and latency each roughly proportional to bit-ops, so order 2).
 """
 from __future__ import annotations
 
@@ -23,18 +25,17 @@ from typing import Any
 
 import torch
 
-from autonba.errors import AutonbaError
-from autonba.hw.asic.tech import load_technology
+from autonba.errors import AutonbaError, Intractable
 from autonba.hw.hardware import search_template
-from autonba.hw.platform import load_platform
+from autonba.hw.template import Figures, HardwareResult, worst
+from autonba.hw.templates import TEMPLATES
 from autonba.nas.space import SearchSpace
 from autonba.nas.workload import layers_from_arch
-from autonba.search.asic_cost import AsicHardwareCost
-from autonba.search.config import SearchConfig
-from autonba.search.hw_cost import Design, HardwareCost, Path, sum_per_block
+from autonba.search.config import SPEC_METRICS, SearchConfig
+from autonba.search.hw_cost import Design, HardwareCost, SinglePath, sum_per_block
 
 
-def block_bitops(space: SearchSpace, path: Path) -> torch.Tensor:
+def block_bitops(space: SearchSpace, path: SinglePath) -> torch.Tensor:
     """Bit-operations of every searchable block of a path."""
     wl = layers_from_arch(space.layout, [o for o, _ in path], [b for _, b in path], name="single-path")
     return sum_per_block(wl, [layer.bitops for layer in wl.layers], len(path))
@@ -44,19 +45,16 @@ class Costing:
     def __init__(self, cfg: SearchConfig, space: SearchSpace):
         self.cfg, self.space, self.mode = cfg, space, cfg.mode
         h = cfg.hardware
-        self.asic = h.template == "asic-array"
-        if self.asic:
-            self.hw = AsicHardwareCost(space.layout, load_technology(h.resolved_platform), h.template_options)
-        else:
-            self.hw = HardwareCost(space.layout, h.template, load_platform(h.resolved_platform), h.template_options)
-        self.edp = cfg.target.edp_uj_ms          # the spec is an EDP (asic-array) instead of an FPS
+        self.target = cfg.target
+        platform = TEMPLATES.get(h.template).load_platform(h.resolved_platform)
+        self.hw = HardwareCost(space.layout, h.template, platform, h.template_options)
         self.frame_cycles = self.hw.platform.clock_hz / cfg.target.fps
         self.design: Design | None = None        # the current accelerator (joint, fixed-accel)
         self.bitops_budget: float | None = None  # sequential
-        self._cache: dict[Path, torch.Tensor] = {}
+        self._cache: dict[SinglePath, torch.Tensor] = {}
 
     # ---- the spec ---------------------------------------------------------------------------------
-    def cheapest_path(self) -> Path:
+    def cheapest_path(self) -> SinglePath:
         """Per block the operation with the fewest MACs, at the lowest bitwidth."""
         b = min(self.space.bits)
         per_op = {op: block_bitops(self.space, tuple((op, b) for _ in range(self.space.layout.num_blocks)))
@@ -65,57 +63,63 @@ class Costing:
                      for i in range(self.space.layout.num_blocks))
 
     def check_reachable(self) -> float:
-        """The FPS of the cheapest network on its best accelerator; an error if the target is above it."""
+        """The FPS of the cheapest network on its best accelerator; an error if the spec is beyond it."""
         path = self.cheapest_path()
         found = self._search(path, "exact", None, 0, None)
-        best = found[1] if found else 0.0
-        if self.edp is not None:
-            edp = self.hw.metrics(path, found[0])["edp_uj_ms"] if found else float("inf")
-            if self.edp < edp:
-                raise AutonbaError(
-                    f"target.edp_uj_ms {self.edp:g} is out of reach: the cheapest network of the space (fewest "
-                    f"MACs per block, {min(self.space.bits)} bits) reaches at best {edp:.4g} uJ*ms on "
-                    f"{self.cfg.hardware.resolved_platform}; raise target.edp_uj_ms or the area budget")
-            return best
-        if self.cfg.target.fps > best:
+        t, metric = self.target, self.target.metric
+        value = found[1].metrics[metric] if found else worst(metric)
+        if not t.met(value, found is not None):
+            h = self.cfg.hardware
+            better = "lower" if metric == "fps" else "raise"
             raise AutonbaError(
-                f"target.fps {self.cfg.target.fps:g} is out of reach: the cheapest network of the space "
-                f"(fewest MACs per block, {min(self.space.bits)} bits) reaches at most {best:,.0f} FPS on "
-                f"{self.cfg.hardware.resolved_platform} with {self.cfg.hardware.template}; lower target.fps "
-                f"or pick a larger platform")
-        return best
+                f"target.{metric} {t.bound:g} is out of reach: the cheapest network of the space (fewest "
+                f"MACs per block, {min(self.space.bits)} bits) reaches at best {value:,.4g} {metric} on "
+                f"{h.resolved_platform} with {h.template}; {better} target.{metric} or give the hardware more "
+                "resources (a larger platform or budget)")
+        return found[1].fps if found else 0.0
 
-    def start(self, path: Path, seed: int) -> dict[str, Any]:
+    def start(self, path: SinglePath, seed: int) -> dict[str, Any]:
         """Set up the accelerator (or the bit-op budget) from the initial network ``path``."""
         found = self._search(path, self.cfg.hardware.engine, None, seed, self.cfg.hardware.final_budget)
         if found is None:
             raise AutonbaError("no accelerator for the initial network fits the platform's budgets")
-        self.design, fps = found
-        info = {"initial_path": [list(p) for p in path], "initial_fps": fps}
-        if self.asic:
-            info.update({f"initial_{k}": v for k, v in self.hw.metrics(path, self.design).items()})
+        self.design, fig = found
+        info = {"initial_path": [list(p) for p in path], **{f"initial_{k}": v for k, v in fig.metrics.items()}}
         if self.mode == "sequential":
-            ratio = (self.edp / info["initial_edp_uj_ms"]) ** 0.5 if self.edp else fps / self.cfg.target.fps
+            t = self.target
+            ratio = (fig.fps / t.fps if t.metric == "fps"
+                     else (t.bound / fig.metrics[t.metric]) ** (1 / SPEC_METRICS[t.metric][0]))
             self.bitops_budget = float(block_bitops(self.space, path).sum()) * ratio
             info["bitops_budget"] = self.bitops_budget
             self.design = None
         return info
 
     # ---- the architecture step ---------------------------------------------------------------------
-    def block_cost(self, path: Path) -> torch.Tensor:
+    def block_cost(self, path: SinglePath) -> torch.Tensor:
         """The normalised cost (L,) of every block of the path (1.0 = one frame at the target)."""
         if path not in self._cache:
             if self.mode == "sequential":
                 cost = block_bitops(self.space, path) / self.bitops_budget
-            elif self.edp is not None:
-                cost = self.hw.block_edp_cost(path, self.design, self.edp)
             else:
-                cycles, _, _ = self.hw.block_cycles(path, self.design)
-                cost = cycles / self.frame_cycles
+                cost = self._spec_share(path, self.hw.figures(path, self.design))
             self._cache[path] = cost.float()
         return self._cache[path]
 
-    def research(self, path: Path, seed: int) -> float | None:
+    def _spec_share(self, path: SinglePath, fig: Figures) -> torch.Tensor:
+        """Per block, its share of the network's spec metric relative to the target: its cycles per
+        frame at the target FPS, or (another metric) its first-order share of the metric (share of the
+        cycles, of the energy, or their mean for EDP) times the network's value / the target."""
+        wl, n, t = self.hw.template(path).workload, len(path), self.target
+        cycles = sum_per_block(wl, fig.layer_cycles, n)
+        if t.metric == "fps":
+            return cycles / self.frame_cycles
+        _, w_cycles, w_energy = SPEC_METRICS[t.metric]
+        share = w_cycles * cycles / fig.cycles
+        if w_energy:
+            share = share + w_energy * sum_per_block(wl, fig.layer_energy, n) / fig.energy
+        return share * fig.metrics[t.metric] / t.bound
+
+    def research(self, path: SinglePath, seed: int) -> float | None:
         """Joint mode: re-search the accelerator for the path, warm-started; its FPS (None: kept)."""
         if self.mode != "joint":
             return None
@@ -124,47 +128,36 @@ class Costing:
             return None
         self.design = found[0]
         self._cache.clear()
-        return found[1]
+        return found[1].fps
 
     # ---- per epoch: measure the derived network, adapt lambda -------------------------------------
-    def measure(self, path: Path, seed: int) -> dict[str, Any]:
+    def measure(self, path: SinglePath, seed: int) -> dict[str, Any]:
         bitops = float(block_bitops(self.space, path).sum())
-        design = self.design
         if self.mode == "fixed-accel":
-            _, fps, feasible = self.hw.block_cycles(path, self.design)
+            fig: Figures | None = self.hw.figures(path, self.design)
         else:
             found = self._search(path, self.cfg.hardware.engine, self.design, seed, self.cfg.hardware.engine_budget)
-            fps, feasible = (found[1], True) if found else (0.0, False)
-            design = found[0] if found else None
-        m = {"fps": fps, "accel_feasible": feasible, "bitops": bitops}
-        if self.asic:
-            m.update(self.hw.metrics(path, design) if design else {"edp_uj_ms": float("inf")})
-        return m
+            fig = found[1] if found else None
+        names = self.hw.template_cls.metric_names
+        metrics = fig.metrics if fig else {k: worst(k) for k in names}
+        return {"fps": metrics["fps"], "accel_feasible": fig.feasible if fig else False, "bitops": bitops,
+                **{k: v for k, v in metrics.items() if k != "fps"}}
 
     def meets(self, m: dict[str, Any]) -> bool:
         """Whether a measured network meets the spec as this mode sees it (bit-op budget in sequential)."""
         if self.mode == "sequential":
             return m["bitops"] <= self.bitops_budget
-        if self.edp is not None:
-            return m["accel_feasible"] and m["edp_uj_ms"] <= self.edp
-        return m["fps"] >= self.cfg.target.fps
+        return self.target.met(m[self.target.metric], m["accel_feasible"])
 
-    def final_meets(self, accel) -> bool:
-        """Whether the final accelerator meets the spec (FPS, or EDP on asic-array)."""
-        if self.edp is not None:
-            return accel.feasible and accel.edp_uj_ms <= self.edp
-        return accel.fps >= self.cfg.target.fps
+    def final_meets(self, accel: HardwareResult) -> bool:
+        """Whether the final accelerator meets the spec."""
+        return self.target.met(accel.metrics()[self.target.metric], accel.feasible)
 
     def adapt(self, lam: float, m: dict[str, Any]) -> float:
         """Raise lambda below the target, lower it above the band (bit-ops budget in sequential): x2 and /2,
         or (``target.lambda_update: proportional``) by the distance to the spec, clipped to [1/2, 2]."""
-        t = self.cfg.target
-        if self.mode == "sequential":
-            over = m["bitops"] / self.bitops_budget           # > 1: over the spec
-        elif self.edp is not None:
-            over = m["edp_uj_ms"] / self.edp
-        else:
-            over = t.fps / max(m["fps"], 1e-9)
+        t = self.target
+        over = m["bitops"] / self.bitops_budget if self.mode == "sequential" else t.over(m[t.metric])
         high = over < 1 / t.band
         if not self.meets(m):
             step = 2.0 if t.lambda_update == "double" else min(2.0, max(over, 1.0))
@@ -174,20 +167,20 @@ class Costing:
         return lam
 
     # ---- the final accelerator -----------------------------------------------------------------------
-    def final(self, path: Path, seed: int):
+    def final(self, path: SinglePath, seed: int) -> HardwareResult:
         """The final accelerator of the derived network: ``final_engine`` (exact where tractable,
-        else ``das`` with ``final_budget``), as an ``AccelResult``."""
+        else ``das`` with ``final_budget``)."""
         h = self.cfg.hardware
         t = self.hw.template(path)
         if h.final_engine == "exact":
             try:
                 return search_template(t, "exact", seed=seed, progress=False)
-            except AutonbaError:  # intractable (or nothing fits: das then says so too)
+            except Intractable:
                 return search_template(t, "das", seed=seed, budget=h.final_budget, progress=False)
-        warm = self.hw.adapt(t, self.design) if self.design else None
+        warm = t.adapt(self.design) if self.design else None
         return search_template(t, h.final_engine, seed=seed, budget=h.final_budget, warm_start=warm, progress=False)
 
-    def _search(self, path: Path, engine: str, warm: Design | None, seed: int, budget: int | None):
+    def _search(self, path: SinglePath, engine: str, warm: Design | None, seed: int, budget: int | None):
         return self.hw.search(path, engine=engine, warm=warm, seed=seed,
                               budget=None if engine == "exact" else budget)
 

@@ -1,10 +1,11 @@
-"""The hardware side of the joint loop: cost a supernet single path on the current accelerator.
+"""The hardware side of the joint loop: cost a supernet single path on the current accelerator, for
+any template family.
 
 A single path (operation and bitwidth per searchable block) becomes the exact workload of that
-network; the current accelerator design is carried over to the path's chunks (a chunk the design
-lacks, e.g. for a bitwidth that just appeared, takes the design of the chunk of the same kind with
-the nearest bitwidth); the template gives the cycles of every layer, summed per block. Accelerator
-(re-)search runs any engine with a warm start from the current design.
+network; the current accelerator design (its JSON form) is carried over to the path's workload by
+the template (``adapt``: e.g. a chunk that just appeared borrows the design of its nearest kin, a
+layer mapping is kept by name); the template gives the cycles (and energy) of every layer, summed
+per block. Accelerator (re-)search runs any of the family's engines, warm-started from the design.
 """
 from __future__ import annotations
 
@@ -14,86 +15,57 @@ from typing import Any
 
 import torch
 
-from autonba.hw.engines import ENGINES
-from autonba.hw.engines.das import nearest_indices
-from autonba.hw.platform import Platform
-from autonba.hw.templates import TEMPLATES, Template
+from autonba.hw.template import Figures, HardwareTemplate
+from autonba.hw.templates import TEMPLATES
 from autonba.hw.workload import Workload
 from autonba.nas.layout import Layout
 from autonba.nas.workload import layers_from_arch
 
-Design = dict[str, dict[str, float]]   # chunk name -> factor -> value (the JSON form)
-Path = tuple[tuple[str, int], ...]     # (operation, bitwidth) per searchable block
+Design = dict[str, Any]                   # a design in its JSON form (the family's design-file format)
+SinglePath = tuple[tuple[str, int], ...]  # (operation, bitwidth) per searchable block
 
 
-class PathTemplates:
-    """Templates bound to single-path workloads, the last ``cache`` of them kept (LRU); subclasses say
-    how a workload is bound (``_bind``)."""
+class HardwareCost:
+    """Templates of one family bound to single-path workloads (the last ``cache`` of them kept, LRU)."""
 
-    def __init__(self, layout: Layout, platform: Any, template_options: dict[str, Any] | None = None,
+    def __init__(self, layout: Layout, template: str, platform: Any, template_options: dict[str, Any] | None = None,
                  cache: int = 256):
         self.layout = layout
+        self.template_cls = TEMPLATES.get(template)
         self.platform = platform
         self.template_options = template_options or {}
-        self._cache: OrderedDict[Path, Any] = OrderedDict()
+        self._cache: OrderedDict[SinglePath, HardwareTemplate] = OrderedDict()
         self._cache_size = cache
 
-    def template(self, path: Path):
+    def template(self, path: SinglePath) -> HardwareTemplate:
         """The template bound to the path's workload."""
         path = tuple((str(o), int(b)) for o, b in path)
         if path in self._cache:
             self._cache.move_to_end(path)
             return self._cache[path]
         wl = layers_from_arch(self.layout, [o for o, _ in path], [b for _, b in path], name="single-path")
-        t = self._bind(wl)
+        t = self.template_cls(wl, self.platform, **self.template_options)
         self._cache[path] = t
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return t
 
-    def _bind(self, wl: Workload):
-        raise NotImplementedError
-
-
-class HardwareCost(PathTemplates):
-    def __init__(self, layout: Layout, template: str, platform: Platform,
-                 template_options: dict[str, Any] | None = None, cache: int = 256):
-        self.template_cls = TEMPLATES.get(template)
-        super().__init__(layout, platform, template_options, cache)
-
-    def _bind(self, wl: Workload) -> Template:
-        return self.template_cls(wl, self.platform, **self.template_options)
-
-    def adapt(self, template: Template, design: Design) -> torch.Tensor:
-        """The design as factor values (C, F) for this template's chunks, snapped to its space."""
-        sp = template.space
-        rows = []
-        for c in template.chunk_names:
-            src = design.get(c) or _nearest_chunk(c, design)
-            if src is None:  # nothing of this kind yet: the smallest design of the chunk
-                rows.append(sp.values(sp.repair((sp.num_values - 1).unsqueeze(0)))[0, sp.chunk_names.index(c)])
-            else:
-                rows.append(torch.tensor([float(src[f]) for f in sp.factors], dtype=torch.float64))
-        vals = torch.stack(rows)
-        return sp.values(nearest_indices(sp, vals).unsqueeze(0))[0]
-
-    def block_cycles(self, path: Path, design: Design) -> tuple[torch.Tensor, float, bool]:
-        """Cycles per searchable block (L,), the FPS of the whole network and its feasibility."""
+    def figures(self, path: SinglePath, design: Design) -> Figures:
+        """The design carried over to the path: its per-layer costs, feasibility and metrics."""
         t = self.template(path)
-        vals = self.adapt(t, design)
-        ev = t.evaluate(vals.unsqueeze(0), layers=True)
-        return sum_per_block(t.workload, ev.layer_cycles[0], len(path)), float(ev.fps[0]), bool(ev.feasible[0])
+        return t.figures(t.adapt(design))
 
-    def search(self, path: Path, engine: str = "das", warm: Design | None = None, seed: int = 0,
-               budget: int | None = None, **engine_options: Any) -> tuple[Design, float] | None:
-        """Search an accelerator for the path (warm-started from ``warm``); None if nothing fits."""
+    def search(self, path: SinglePath, engine: str = "das", warm: Design | None = None, seed: int = 0,
+               budget: int | None = None, **engine_options: Any) -> tuple[Design, Figures] | None:
+        """Search an accelerator for the path (warm-started from ``warm``): the design and its figures,
+        or None if nothing fits."""
         t = self.template(path)
-        start = self.adapt(t, warm) if warm else None
-        out = ENGINES.get(engine)(t, seed=seed, budget=budget, warm_start=start, progress=False,
-                                  **engine_options).run()
+        start = t.adapt(warm) if warm else None
+        out = t.engines().get(engine)(t, seed=seed, budget=budget, warm_start=start, progress=False,
+                                      **engine_options).run()
         if out.best is None:
             return None
-        return t.space.to_dicts(out.best.unsqueeze(0))[0], t.clock_hz / out.bottleneck
+        return t.to_json(out.best), t.figures(out.best)
 
 
 def sum_per_block(workload: Workload, per_layer, blocks: int) -> torch.Tensor:
@@ -104,14 +76,3 @@ def sum_per_block(workload: Workload, per_layer, blocks: int) -> torch.Tensor:
         if m:
             out[int(m.group(1))] += float(per_layer[i])
     return out
-
-
-def _nearest_chunk(name: str, design: Design) -> dict[str, float] | None:
-    """The design of the chunk of the same kind (``a0``, ``dwa1``, ...) with the nearest bitwidth."""
-    m = re.fullmatch(r"(.*)q(\d+)", name)
-    if not m:
-        return None
-    kind, bits = m.group(1), int(m.group(2))
-    same = [(abs(int(mm.group(2)) - bits), c) for c in design
-            if (mm := re.fullmatch(r"(.*)q(\d+)", c)) and mm.group(1) == kind]
-    return design[min(same)[1]] if same else None

@@ -310,8 +310,7 @@ class JointSearch:
             "dataset": self.cfg.data.name, "space": self.cfg.space,
             "arch": arch.model_dump(), "ops": [b.op for b in arch.blocks], "bits": [b.bits for b in arch.blocks],
             "target_fps": self.cfg.target.fps, "fps": accel.fps, "meets_target": self.costing.final_meets(accel),
-            **({"target_edp_uj_ms": self.cfg.target.edp_uj_ms, "edp_uj_ms": accel.edp_uj_ms}
-               if self.costing.asic else {}),
+            **self.cfg.target.fields(accel.metrics()),
             "accelerator": accel.summary(),
             "macs": arch.workload().macs, "bitops": self.log[epoch - 1]["bitops"],
             "derived_after_epoch": epoch, "supernet_acc": acc, "derive": self.cfg.search.derive,

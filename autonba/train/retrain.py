@@ -150,9 +150,9 @@ def _retrain(run_dir: Path, epochs: int | None, overrides: list[str] | None, res
         "per_seed": [{k: v for k, v in r.items() if k != "log"} for r in runs],
         "best_epoch": runs[0]["best_epoch"], "epochs": sched.epochs,
         "train_seconds": sum(r["seconds"] for r in runs),
-        "fps": accel.fps, "target_fps": cfg.target.fps, "meets_target": meets(cfg, accel),
-        **({"target_edp_uj_ms": cfg.target.edp_uj_ms, "edp_uj_ms": accel.edp_uj_ms}
-           if cfg.target.edp_uj_ms is not None else {}),
+        "fps": accel.fps, "target_fps": cfg.target.fps,
+        "meets_target": cfg.target.met(accel.metrics()[cfg.target.metric], accel.feasible),
+        **cfg.target.fields(accel.metrics()),
         **{k: v for k, v in accel.summary().items() if k not in ("engine", "feasible")},
         "accelerator_feasible": accel.feasible, "hardware_notes": notes,
         "params": sum(p.numel() for p in model.parameters()), "macs": count_macs(model, x),
@@ -203,13 +203,6 @@ def recost(run_dir: Path, cfg, arch: Arch) -> tuple[Any, list[str]]:
     for n in notes:
         print(f"autonba: warning: {n}", file=sys.stderr)
     return accel, notes
-
-
-def meets(cfg, accel) -> bool:
-    """Whether a costed accelerator meets the run's spec (FPS, or EDP on asic-array)."""
-    if cfg.target.edp_uj_ms is not None:
-        return bool(accel.feasible and accel.edp_uj_ms <= cfg.target.edp_uj_ms)
-    return bool(accel.feasible and accel.fps >= cfg.target.fps)
 
 
 def _train_one(arch: Arch, sched: RetrainSchedule, seed: int, train_part: Dataset, val_part: Dataset,

@@ -24,19 +24,22 @@ tk channels at a time at the buffer level.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonba.errors import AutonbaError
 from autonba.hw.asic.cycles import fold_counts
-from autonba.hw.asic.space import DATAFLOWS, GB_SPLITS, ORDERS, SPLIT_FRACTIONS, AsicSpace
-from autonba.hw.asic.tech import Technology
+from autonba.hw.asic.space import DATAFLOWS, GB_SPLITS, ORDERS, SPLIT_FRACTIONS, AsicSpace, _code
+from autonba.hw.asic.result import AsicResult
+from autonba.hw.asic.tech import LEVELS, Technology, load_technology, shipped_technologies
+from autonba.hw.template import Costs, Figures, HardwareTemplate
 from autonba.hw.workload import Workload
 
+Design = tuple[torch.Tensor, torch.Tensor]  # factor values: array (H,) and per-layer mappings (L, M)
+
 OBJECTIVES = ("latency", "energy", "edp")
-LEVELS = ("mac", "rf", "hop", "gb", "dram", "leakage")
 
 
 class AsicOptions(BaseModel):
@@ -157,11 +160,17 @@ def _pow2_upto(n: int) -> list[int]:
     return out + [n]
 
 
-class AsicArray:
-    """The template bound to a workload and a technology (``platform`` of the accelerator config)."""
+class AsicArray(HardwareTemplate):
+    """The template bound to a workload and a technology (``platform`` of the accelerator config).
+    Its designs are factor values ``(array (H,), mappings (L, M))``; its objective the option's."""
 
     name = "asic-array"
     Options = AsicOptions
+    Result = AsicResult
+    default_platform = "generic-45nm"
+    metric_names = ("fps", "latency_ms", "energy_uj", "edp_uj_ms", "area_mm2")
+    platform: Technology
+    space: AsicSpace
 
     def __init__(self, workload: Workload, platform: Technology, **options):
         self.workload = workload
@@ -190,9 +199,68 @@ class AsicArray:
             raise AutonbaError("asic-array: layer names of the workload must be unique")
         return AsicSpace(hw, layers)
 
+    # ---- the hardware-template interface ----------------------------------------------
+    @classmethod
+    def engines(cls):
+        from autonba.hw.asic.engines import ASIC_ENGINES
+        return ASIC_ENGINES
+
+    @classmethod
+    def load_platform(cls, name_or_path: str) -> Technology:
+        return load_technology(name_or_path)
+
+    @classmethod
+    def shipped_platforms(cls) -> list[str]:
+        return shipped_technologies()
+
     @property
     def clock_hz(self) -> float:
         return self.tech.clock_hz
+
+    def cost(self, vals: Design) -> Costs:
+        ev = self.evaluate(*vals)
+        cap = self.options.area_mm2
+        over = torch.zeros_like(ev.area) if cap is None else (ev.area / cap - 1).clamp(min=0)
+        return Costs(ev.objective, ev.feasible, over)
+
+    def figures(self, design: Design) -> Figures:
+        ev = self.evaluate(design[0].unsqueeze(0), design[1].unsqueeze(0))
+        cycles, energy = float(ev.latency[0]), float(ev.energy[0])
+        return Figures(ev.layer_latency[0], cycles, ev.layer_energy[0], energy, bool(ev.feasible[0]),
+                       {"fps": self.clock_hz / cycles, "latency_ms": cycles / self.clock_hz * 1e3,
+                        "energy_uj": energy * 1e-6, "edp_uj_ms": energy * 1e-6 * cycles / self.clock_hz * 1e3,
+                        "area_mm2": float(ev.area[0])})
+
+    def result(self, design: Design, **search: Any) -> AsicResult:
+        return AsicResult.from_design(self, design, **search)
+
+    def budget_text(self) -> str:
+        area = self.options.area_mm2
+        return "the area budget of " + (f"{area:g} mm2" if area is not None else
+                                        "(none) with every layer's tiles in its buffers")
+
+    def parse(self, designs: list[Any]) -> list[Design]:
+        return list(zip(*self.space.parse(designs)))
+
+    def to_json(self, design: Design) -> dict[str, Any]:
+        return self.space.to_dicts(design[0].unsqueeze(0), design[1].unsqueeze(0))[0]
+
+    def adapt(self, design: dict[str, Any]) -> Design:
+        """The array factors stay; a layer keeps its mapping where the design has a layer of that name,
+        and otherwise starts from whole-layer tiles (halved by the cost model until they fit)."""
+        sp = self.space
+        hw = torch.tensor([_code(f, design["array"][f]) for f in sp.hw_factors], dtype=torch.float64)
+        rows = []
+        for i, name in enumerate(sp.layer_names):
+            d = design["layers"].get(name)
+            if d is None:  # whole-layer tiles, the first loop order
+                rows.append(torch.stack([sp.map_table[i, m][sp.map_valid[i, m]].max() if f in ("tk", "tc", "toy")
+                                         else sp.map_table[i, m, 0] for m, f in enumerate(sp.map_factors)]))
+            else:
+                rows.append(torch.tensor([_code(f, d[f]) for f in sp.map_factors], dtype=torch.float64))
+        hi, mi = sp.encode((hw, torch.stack(rows)))
+        hv, mv = sp.values(hi.unsqueeze(0), mi.unsqueeze(0))
+        return hv[0], mv[0]
 
     # ---- cost model ---------------------------------------------------------------------
     def evaluate(self, hw: torch.Tensor, maps: torch.Tensor) -> AsicEval:

@@ -20,7 +20,7 @@ from autonba.hw.engines.combine import pareto_2d
 
 if TYPE_CHECKING:
     from autonba.hw.asic.array import AsicArray
-    from autonba.hw.asic.engines import AsicIncumbent
+    from autonba.hw.engines.base import Incumbent
     from autonba.hw.asic.space import AsicSpace
 
 Front = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]  # pJ, bits, mapping values, dataflow
@@ -135,17 +135,17 @@ class MappingTable:
         l_sel = lat.gather(-1, pick.unsqueeze(-1)).squeeze(-1).sum(-1)
         return torch.where(ok, t.objective(e_sel, l_sel), torch.full_like(e_sel, float("inf"))), pick
 
-    def offer_best(self, hv: torch.Tensor, fronts: list[Front], inc: AsicIncumbent, done: int) -> None:
+    def offer_best(self, hv: torch.Tensor, fronts: list[Front], inc: Incumbent, done: int) -> None:
         """Offer ``inc`` the best of array designs sharing the buffer configuration of ``fronts``."""
-        self.offer(hv, fronts, *self.best(hv, fronts, inc.objective), inc, done)
+        self.offer(hv, fronts, *self.best(hv, fronts, inc.score), inc, done)
 
     def offer(self, hv: torch.Tensor, fronts: list[Front], value: torch.Tensor, pick: torch.Tensor,
-              inc: AsicIncumbent, done: int) -> None:
+              inc: Incumbent, done: int) -> None:
         """Offer ``inc`` the best of costed designs (``value``, ``pick`` from :meth:`best`)."""
         i = int(value.argmin())
-        if float(value[i]) < inc.objective:
+        if float(value[i]) < inc.score:
             maps = torch.stack([fronts[layer][2][int(pick[i, layer])] for layer in range(self.sp.num_layers)])
-            inc.propose(float(value[i]), hv[i], maps, done)
+            inc.propose(float(value[i]), (hv[i], maps), done)
 
 
 def _edp_picks(energy: torch.Tensor, lat: torch.Tensor, ok: torch.Tensor, bound: float) -> torch.Tensor:

@@ -1,13 +1,17 @@
-"""Results of the asic-array template: the JSON users read and a short table."""
+"""Results of the asic-array template: the JSON users read, a short table, and the report's plots."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from autonba.hw.asic.array import LEVELS, AsicArray
 from autonba.hw.asic.space import DATAFLOWS
+from autonba.hw.asic.tech import LEVELS
+from autonba.io import finite_or_null
+
+if TYPE_CHECKING:
+    from autonba.hw.asic.array import AsicArray
 
 
 @dataclass
@@ -35,7 +39,48 @@ class AsicResult:
     info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Strict-JSON data: a figure that overflows is null."""
+        return finite_or_null(asdict(self))
+
+    def metrics(self) -> dict[str, float]:
+        return {"fps": self.fps, "latency_ms": self.latency_ms, "energy_uj": self.energy_uj,
+                "edp_uj_ms": self.edp_uj_ms, "area_mm2": self.area_mm2}
+
+    @staticmethod
+    def describe(summary: dict[str, Any]) -> str:
+        """The hardware of a run's result.json summary, in a few words."""
+        return f"{summary['area_mm2']:.3g} mm2, {summary['energy_uj']:.3g} uJ, EDP {summary['edp_uj_ms']:.4g} uJ*ms"
+
+    @staticmethod
+    def plot_layers(doc: dict[str, Any], plt) -> Any:
+        """Per-layer compute and DRAM-stall cycles of a result (its JSON), with each layer's dataflow."""
+        layers = doc["layers"]
+        x = range(len(layers))
+        fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(layers)), 4))
+        ax.bar(x, [lay["compute_cycles"] for lay in layers], label="compute (SCALE-Sim count)")
+        ax.bar(x, [lay["stall_cycles"] for lay in layers], bottom=[lay["compute_cycles"] for lay in layers],
+               label="DRAM stall")
+        ax.set_xticks(list(x), [f"{lay['name']} ({lay['dataflow']})" for lay in layers], rotation=90, fontsize=7)
+        ax.set(ylabel="cycles", title=f"per-layer latency on the final ASIC ({doc['latency_ms']:.3g} ms, "
+                                      f"EDP {doc['edp_uj_ms']:.4g} uJ*ms)")
+        ax.legend(fontsize=7)
+        return fig
+
+    @staticmethod
+    def plot_resources(doc: dict[str, Any], plt) -> Any:
+        """Area against the budget and energy per level of a result (its JSON)."""
+        fig, ax = plt.subplots(1, 2, figsize=(9, 3.2))
+        budget = doc["area_budget_mm2"]
+        ax[0].barh(0, doc["area_mm2"], color="tab:blue")
+        if budget:
+            ax[0].axvline(budget, c="r", lw=1.5, label="budget")
+            ax[0].legend(fontsize=7)
+        arr = doc["design"]["array"]
+        ax[0].set(yticks=[], xlabel="mm2", title=f"area: {arr['rows']}x{arr['cols']} PEs, {arr['gb_kib']} KiB buffer")
+        parts = {k: v for k, v in doc["energy_breakdown_uj"].items() if v > 0}
+        ax[1].bar(list(parts), list(parts.values()))
+        ax[1].set(ylabel="uJ per frame", title=f"energy by level ({doc['energy_uj']:.3g} uJ)")
+        return fig
 
     @classmethod
     def from_design(cls, template: AsicArray, design: tuple[torch.Tensor, torch.Tensor], **search: Any) -> "AsicResult":
@@ -73,10 +118,10 @@ class AsicResult:
 
     def summary(self) -> dict[str, Any]:
         """The few figures a run's result.json keeps of its accelerator."""
-        return {"template": self.template, "platform": self.technology["name"], "engine": self.engine,
+        return finite_or_null({"template": self.template, "platform": self.technology["name"], "engine": self.engine,
                 "feasible": self.feasible, "objective": self.objective, "area_mm2": self.area_mm2,
                 "area_budget_mm2": self.area_budget_mm2, "energy_uj": self.energy_uj, "latency_ms": self.latency_ms,
-                "edp_uj_ms": self.edp_uj_ms, "utilisation": self.utilisation, "array": self.design["array"]}
+                "edp_uj_ms": self.edp_uj_ms, "utilisation": self.utilisation, "array": self.design["array"]})
 
     def table(self) -> str:
         """A short human-readable summary (for stderr)."""

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import torch
 
 from autonba.errors import AutonbaError
+from autonba.hw.space import nearest
 from autonba.hw.workload import integral
 
 DATAFLOWS = ("os", "ws", "is")
@@ -87,6 +88,29 @@ class AsicSpace:
         hw, lp_hw = _gumbel(n, self.hw_valid, hw_logits, generator, temperature)
         maps, lp_map = _gumbel(n, self.map_valid, map_logits, generator, temperature)
         return hw, maps, lp_hw, lp_map
+
+    # ---- what the shared engines need (random, evolution) -----------------------------
+    def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        hw, maps, _, _ = self.sample(n, generator=generator)
+        return hw, maps
+
+    def decode(self, idx: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.values(*idx)
+
+    def encode(self, vals: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices of the allowed values nearest (in log scale) to one design's values (H,), (L, M)."""
+        return nearest(self.hw_table, self.hw_valid, vals[0]), nearest(self.map_table, self.map_valid, vals[1])
+
+    def cross(self, a, b, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Array factors one by one, layer mappings whole, from either parent."""
+        take_h = torch.rand(a[0].shape, generator=generator) < 0.5
+        take_m = torch.rand((a[1].shape[0], self.num_layers, 1), generator=generator) < 0.5
+        return torch.where(take_h, a[0], b[0]), torch.where(take_m, a[1], b[1])
+
+    def mutate(self, child, rate: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        fresh = self.draw(child[0].shape[0], generator)
+        return tuple(torch.where(torch.rand(c.shape, generator=generator) < rate, f, c)  # type: ignore[return-value]
+                     for c, f in zip(child, fresh))
 
     def enumerate_hw(self, block: int = 1 << 14) -> Iterator[torch.Tensor]:
         """Every array design, as index blocks (n, H)."""

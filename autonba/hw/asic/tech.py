@@ -16,6 +16,8 @@ _SHIPPED = Path(__file__).parent / "techs"
 TINY, HUGE = 1e-9, 1e9  # every figure of a technology in a physical range, so the costs stay finite
 
 
+LEVELS = ("mac", "rf", "hop", "gb", "dram", "leakage")  # where the energy of a frame goes
+
 class Energy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mult_8x8_pj: float = Field(ge=TINY, le=HUGE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from autonba.config import format_validation_error
 from autonba.errors import AutonbaError
-from autonba.hw.space import DesignSpace
-from autonba.hw.templates.base import Template
+from autonba.hw.template import HardwareTemplate
 
 
 class EngineOptions(BaseModel):
@@ -23,28 +22,30 @@ class EngineOptions(BaseModel):
 
 @dataclass
 class Outcome:
-    """What an engine found: the best feasible design (factor values (C, F)) or None."""
+    """What an engine found: the best feasible design (factor values) and its objective ``score``,
+    or None and infinity."""
 
-    best: torch.Tensor | None
-    bottleneck: float
+    best: Any
+    score: float
     evaluations: int
     seconds: float
-    trace: list[tuple[int, float]] = field(default_factory=list)  # (evaluations, best fps so far)
+    trace: list[tuple[int, float]] = field(default_factory=list)  # (evaluations, template.trace_figure(best))
     info: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine(ABC):
-    """Searches ``space`` for the design of ``template`` with the smallest bottleneck under its budgets.
+    """Searches ``space`` (the template's own, or a copy with pinned factors) for the design of
+    ``template`` with the smallest objective among those that fit its budgets.
 
     ``budget`` is a number of design evaluations (None: the engine's default). ``warm_start`` is a
-    design (values (C, F)) to start from, where the engine can use one."""
+    design (factor values) to start from, where the engine can use one."""
 
     name: ClassVar[str] = ""
     Options: ClassVar[type[EngineOptions]] = EngineOptions
     default_budget: ClassVar[int] = 20_000
 
-    def __init__(self, template: Template, space: DesignSpace | None = None, seed: int = 0,
-                 budget: int | None = None, warm_start: torch.Tensor | None = None,
+    def __init__(self, template: HardwareTemplate, space: Any = None, seed: int = 0,
+                 budget: int | None = None, warm_start: Any = None,
                  progress: bool | None = None, **options: Any):
         self.template = template
         self.space = space or template.space
@@ -90,29 +91,65 @@ class Engine(ABC):
 
 
 class Incumbent:
-    """The best feasible full design seen so far."""
+    """The best feasible design seen so far (factor values) and the trace of improvements; changed
+    only by :meth:`offer` and :meth:`propose`. ``figure`` turns an objective into what the trace records."""
 
-    def __init__(self, clock_hz: float):
-        self.clock_hz = clock_hz
-        self.best: torch.Tensor | None = None
-        self.bottleneck = float("inf")
+    def __init__(self, figure: Callable[[float], float] = float):
+        self.figure = figure
+        self.best: Any = None
+        self.score = float("inf")
         self.trace: list[tuple[int, float]] = []
 
-    def offer(self, vals: torch.Tensor, bottleneck: torch.Tensor, feasible: torch.Tensor, evaluations: int) -> bool:
-        """Consider a batch of evaluated designs (values (B, C, F)); True if the incumbent improved."""
-        if not bool(feasible.any()):
-            return False
-        score = torch.where(feasible, bottleneck, torch.full_like(bottleneck, float("inf")))
+    @classmethod
+    def at(cls, score: float, design: Any, figure: Callable[[float], float] = float) -> "Incumbent":
+        """An incumbent that starts from a design with a known objective, without a trace entry."""
+        inc = cls(figure)
+        inc.best, inc.score = design, score
+        return inc
+
+    def offer(self, vals: Any, objective: torch.Tensor, feasible: torch.Tensor, evaluations: int) -> bool:
+        """Consider a batch of evaluated designs (values, objective and feasibility (B,)); True if the
+        incumbent improved."""
+        score = torch.where(feasible, objective, torch.full_like(objective, float("inf")))
         i = int(torch.argmin(score))
-        if float(score[i]) < self.bottleneck:
-            self.bottleneck = float(score[i])
-            self.best = vals[i].clone()
-            self.trace.append((evaluations, self.clock_hz / self.bottleneck))
+        return self.propose(float(score[i]), take(vals, i), evaluations)
+
+    def propose(self, score: float, design: Any, evaluations: int) -> bool:
+        """Consider one design (values) with its objective; True if the incumbent improved."""
+        if score < self.score:
+            self.score = score
+            self.best = batch_map(torch.clone, design)
+            self.trace.append((evaluations, self.figure(score)))
             return True
         return False
 
     def outcome(self, evaluations: int, **info: Any) -> Outcome:
-        return Outcome(self.best, self.bottleneck, evaluations, 0.0, self.trace, info)
+        return Outcome(self.best, self.score, evaluations, 0.0, self.trace, info)
+
+
+def batch_map(f: Callable[..., torch.Tensor], *batches: Any) -> Any:
+    """``f`` applied to a batch of designs (a tensor, or a tuple of tensors part by part)."""
+    if isinstance(batches[0], tuple):
+        return tuple(f(*parts) for parts in zip(*batches))
+    return f(*batches)
+
+
+def take(batch: Any, rows: int | torch.Tensor) -> Any:
+    """Rows of a batch of designs."""
+    return batch_map(lambda x: x[rows], batch)
+
+
+def join(a: Any, b: Any) -> Any:
+    """Two batches of designs, one after the other."""
+    return batch_map(lambda x, y: torch.cat([x, y]), a, b)
+
+
+def penalised(objective: torch.Tensor, overflow: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Objective x (1 + penalty x relative budget overflow), so that designs over budget still rank;
+    a non-finite objective (a design that cannot run at all) ranks below every finite one."""
+    finite = torch.isfinite(objective)
+    worst = objective[finite].max() * 10 if bool(finite.any()) else torch.tensor(1.0, dtype=torch.float64)
+    return torch.where(finite, objective, worst) * (1 + penalty * overflow)
 
 
 class Adam:
@@ -132,11 +169,3 @@ class Adam:
         m_hat = self.m / (1 - self.b1 ** self.t)
         v_hat = self.v / (1 - self.b2 ** self.t)
         self.p.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
-
-
-def nearest(table: torch.Tensor, valid: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Indices of the allowed values (``valid``) of ``table`` (..., V) closest in log scale to given
-    values (...); a value present in the table (such as 0, a code) is matched exactly."""
-    dist = (torch.log(table.clamp(min=1e-9)) - torch.log(values.clamp(min=1e-9)).unsqueeze(-1)).abs()
-    dist = torch.where(table == values.unsqueeze(-1), torch.full_like(dist, -1.0), dist)
-    return torch.where(valid, dist, torch.full_like(dist, float("inf"))).argmin(-1)

@@ -26,7 +26,7 @@ import math
 import torch
 from pydantic import Field
 
-from autonba.hw.engines.base import Adam, Engine, EngineOptions, Incumbent, Outcome, nearest
+from autonba.hw.engines.base import Adam, Engine, EngineOptions, Incumbent, Outcome
 from autonba.hw.engines.combine import Front, combine
 
 
@@ -55,7 +55,7 @@ class Das(Engine):
         logits = torch.zeros((C, F, V), dtype=torch.float64)
         if self.warm_start is not None:
             logits = logits + o.warm_strength * torch.nn.functional.one_hot(
-                nearest_indices(sp, self.warm_start), V).to(torch.float64)
+                sp.encode(self.warm_start), V).to(torch.float64)
         logits.requires_grad_(True)
         adam = Adam(logits, o.lr)
         mu = torch.ones(2, dtype=torch.float64)
@@ -65,12 +65,12 @@ class Das(Engine):
         reserve = min(o.polish_rounds * per_round, self.budget // 4) if o.recombine else 0
         sample_budget = self.budget - reserve - (self.warm_start is not None)
         steps = max(1, math.ceil(sample_budget / o.batch))
-        inc = Incumbent(t.clock_hz)
+        inc = Incumbent(t.trace_figure)
         archives = [Front.empty(F) for _ in range(C)]
         pending: list[tuple[torch.Tensor, ...]] = []
         evaluations = 0
         if self.warm_start is not None:  # the warm start itself is a candidate: never end worse than it
-            vals = sp.values(nearest_indices(sp, self.warm_start).unsqueeze(0))
+            vals = sp.values(sp.encode(self.warm_start).unsqueeze(0))
             ev = t.evaluate(vals)
             evaluations += 1
             inc.offer(vals, ev.bottleneck, ev.feasible, evaluations)
@@ -108,14 +108,14 @@ class Das(Engine):
                     archives = self._recombine(archives, pending, inc, evaluations)
                     pending = []
             for _ in range(o.polish_rounds if o.recombine else 0):
-                before = inc.bottleneck
+                before = inc.score
                 if inc.best is None or evaluations + per_round > self.budget:
                     break
                 pending = [self._neighbours(inc.best)]
                 evaluations += len(pending[0][0])
                 bar.update(len(pending[0][0]))
                 archives = self._recombine(archives, pending, inc, evaluations)
-                if inc.bottleneck >= before:
+                if inc.score >= before:
                     break
         return inc.outcome(evaluations, multipliers=mu.tolist())
 
@@ -123,7 +123,7 @@ class Das(Engine):
         """Every design one factor value away from ``design`` (C, F), per chunk (children repaired to
         fit their parents), evaluated chunk by chunk: (values, cycles, dsp, bram), each (n, C, ...)."""
         sp, t = self.space, self.template
-        base = nearest_indices(sp, design)                                   # (C, F)
+        base = sp.encode(design)                                   # (C, F)
         C, F, V = sp.table.shape
         moves = base.expand(F * V, C, F).clone()
         for f in range(F):
@@ -148,7 +148,3 @@ class Das(Engine):
             inc.offer(best, ev.bottleneck, ev.feasible, evaluations)
         return archives
 
-
-def nearest_indices(space, design: torch.Tensor) -> torch.Tensor:
-    """Indices (C, F) of the allowed values closest (in log scale) to a design's values (C, F), repaired."""
-    return space.repair(nearest(space.table, space.valid, design).unsqueeze(0))[0]

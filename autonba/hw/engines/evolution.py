@@ -1,16 +1,15 @@
-"""``evolution``: a vectorised genetic algorithm over whole designs.
+"""``evolution``: a vectorised genetic algorithm over whole designs, shared by every template family.
 
-Tournament selection on a penalised fitness (bottleneck x (1 + penalty x budget overflow), so
-infeasible designs still rank), uniform crossover at chunk granularity (chunk costs are
-separable, so whole chunk designs are the natural building blocks), per-factor mutation that
-resamples a value and repairs tile <= buffer, and elitism."""
+Tournament selection on a penalised fitness (objective x (1 + penalty x budget overflow), so
+infeasible designs still rank), the space's uniform crossover (at the granularity its costs
+separate: whole chunk designs, whole layer mappings), per-factor mutation that resamples a value
+and repairs the space's constraints, and elitism."""
 from __future__ import annotations
 
 import torch
 from pydantic import Field
 
-from autonba.hw.engines.base import Engine, EngineOptions, Incumbent, Outcome
-from autonba.hw.engines.das import nearest_indices
+from autonba.hw.engines.base import Engine, EngineOptions, Incumbent, Outcome, batch_map, join, penalised, take
 
 
 class EvolutionOptions(EngineOptions):
@@ -25,40 +24,28 @@ class Evolution(Engine):
     name = "evolution"
     Options = EvolutionOptions
 
-    def _fitness(self, ev) -> torch.Tensor:
-        dsp_cap, bram_cap = self.template.budgets
-        over = (ev.total_dsp / dsp_cap - 1).clamp(min=0) + (ev.total_bram / bram_cap - 1).clamp(min=0)
-        return ev.bottleneck * (1 + self.options.penalty * over)
-
     def _run(self) -> Outcome:
         o, sp, t, g = self.options, self.space, self.template, self.generator
         P = min(o.population, self.budget)
-        pop, _ = sp.sample(P, generator=g)
-        if self.warm_start is not None:
-            pop[0] = nearest_indices(sp, self.warm_start)
-        inc = Incumbent(t.clock_hz)
-        vals = sp.values(pop)
-        ev = t.evaluate(vals)
-        inc.offer(vals, ev.bottleneck, ev.feasible, P)
-        fit = self._fitness(ev)
-        C, F, V = sp.table.shape
+        pop = sp.draw(P, g)
+        if self.warm_start is not None:  # the warm start takes the place of the first design drawn
+            first = batch_map(lambda w: w.unsqueeze(0), sp.encode(self.warm_start))
+            pop = join(first, take(pop, slice(1, None)))
+        inc = Incumbent(t.trace_figure)
+        vals = sp.decode(pop)
+        c = t.cost(vals)
+        inc.offer(vals, c.objective, c.feasible, P)
+        fit = penalised(c.objective, c.overflow, o.penalty)
         for n, done in self.batches(P, "evolution", start=P):
-            # tournament selection of two parents per child
-            winners = tournament(fit, n, o.tournament, g)
-            take_a = torch.rand((n, C, 1), generator=g) < 0.5
-            child = torch.where(take_a, pop[winners[0]], pop[winners[1]])
-            # mutation: resample some factors uniformly among allowed values
-            fresh, _ = sp.sample(n, generator=g)
-            mutate = torch.rand((n, C, F), generator=g) < o.mutation
-            child = sp.repair(torch.where(mutate, fresh, child))
-            cvals = sp.values(child)
-            cev = t.evaluate(cvals)
-            inc.offer(cvals, cev.bottleneck, cev.feasible, done)
+            parents = tournament(fit, n, o.tournament, g)
+            child = sp.mutate(sp.cross(take(pop, parents[0]), take(pop, parents[1]), g), o.mutation, g)
+            cvals = sp.decode(child)
+            cc = t.cost(cvals)
+            inc.offer(cvals, cc.objective, cc.feasible, done)
             # survivors: elites of the parents, then the best of parents and children
-            allpop = torch.cat([pop, child])
-            allfit = torch.cat([fit, self._fitness(cev)])
-            keep = survivors(fit, allfit, o.elite)
-            pop, fit = allpop[keep], allfit[keep]
+            all_fit = torch.cat([fit, penalised(cc.objective, cc.overflow, o.penalty)])
+            keep = survivors(fit, all_fit, o.elite)
+            pop, fit = take(join(pop, child), keep), all_fit[keep]
         return inc.outcome(self.budget)
 
 

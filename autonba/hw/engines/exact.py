@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from autonba.errors import AutonbaError
+from autonba.errors import Intractable
 from autonba.hw.engines.base import Engine, EngineOptions, Outcome
 from autonba.hw.engines.combine import Front, combine
 
@@ -16,7 +16,7 @@ class ExactOptions(EngineOptions):
 
 
 class Exact(Engine):
-    """Provably optimal: the bottleneck it returns is the smallest over the whole space.
+    """Provably optimal: the bottleneck it returns is the smallest over the whole chunk template's space.
 
     ``budget`` does not apply (it evaluates each chunk's space once)."""
 
@@ -29,7 +29,7 @@ class Exact(Engine):
         sizes = [sp.size(c) for c in range(sp.num_chunks)]
         work = sum(s * len(t.layers_of(c)) for c, s in enumerate(sizes))
         if work > self.options.max_designs:
-            raise AutonbaError(f"exact: the space needs {work:,} layer evaluations (> max_designs="
+            raise Intractable(f"exact: the space needs {work:,} layer evaluations (> max_designs="
                                f"{self.options.max_designs:,}); pin factors with --fix, or use das / evolution")
         fronts, evaluations = [], 0
         with self.progress_bar(sum(sizes), "exact") as bar:
@@ -47,5 +47,5 @@ class Exact(Engine):
             return Outcome(None, float("inf"), evaluations, 0.0, info={"front_sizes": [len(f.cycles) for f in fronts]})
         best = torch.stack([f.designs[p] for f, p in zip(fronts, picks)])
         bottleneck = max(float(f.cycles[p]) for f, p in zip(fronts, picks))
-        return Outcome(best, bottleneck, evaluations, 0.0, [(evaluations, t.clock_hz / bottleneck)],
+        return Outcome(best, bottleneck, evaluations, 0.0, [(evaluations, t.trace_figure(bottleneck))],
                        {"front_sizes": [len(f.cycles) for f in fronts]})

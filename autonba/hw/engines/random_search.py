@@ -1,4 +1,5 @@
-"""``random``: batched uniform sampling of the constrained space, keeping the best feasible design."""
+"""``random``: batched uniform sampling of the constrained space, keeping the best feasible design.
+Shared by every template family (it needs only the space's ``draw``/``decode`` and ``cost``)."""
 from __future__ import annotations
 
 from pydantic import Field
@@ -15,10 +16,9 @@ class RandomSearch(Engine):
     Options = RandomOptions
 
     def _run(self) -> Outcome:
-        inc = Incumbent(self.template.clock_hz)
+        inc = Incumbent(self.template.trace_figure)
         for n, done in self.batches(self.options.batch, "random"):
-            idx, _ = self.space.sample(n, generator=self.generator)
-            vals = self.space.values(idx)
-            ev = self.template.evaluate(vals)
-            inc.offer(vals, ev.bottleneck, ev.feasible, done)
+            vals = self.space.decode(self.space.draw(n, self.generator))
+            c = self.template.cost(vals)
+            inc.offer(vals, c.objective, c.feasible, done)
         return inc.outcome(self.budget)

@@ -1,19 +1,23 @@
-"""The interface every hardware template implements, and the chunk-pipeline aggregation.
+"""The FPGA family: chunk-pipeline templates, and what they share (the chunk aggregation, the
+hardware-template interface, design carry-over between workloads).
 
 A template costs the chunks of a workload for a whole batch of designs at once, on torch
-tensors. Search engines only see this interface (``space``, ``evaluate``,
-``evaluate_chunk``, ``budgets``, ``clock_hz``), so every engine works on every template.
+tensors. Its engines (:mod:`autonba.hw.engines`) see ``space``, ``evaluate``, ``evaluate_chunk``,
+``budgets`` and ``clock_hz``, so each of them works on every chunk template.
 """
 from __future__ import annotations
 
 import re
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from autonba.hw.platform import Platform
+from autonba.hw.platform import Platform, load_platform, shipped_platforms
 from autonba.hw.space import DesignSpace
+from autonba.hw.template import Costs, Figures, HardwareTemplate
+from autonba.hw.templates.result import FpgaResult
 from autonba.hw.workload import Workload
 
 
@@ -42,10 +46,15 @@ class Evaluation:
     layer_cycles: torch.Tensor | None = None
 
 
-class Template(ABC):
-    """A chunk-based accelerator template bound to one workload and platform."""
+class ChunkTemplate(HardwareTemplate):
+    """A chunk-based FPGA accelerator template bound to one workload and platform. Its designs are
+    factor values (C, F) per chunk; its objective is the bottleneck chunk's cycles per frame."""
 
-    name: str = ""
+    Result = FpgaResult
+    default_platform = "zc706"
+    metric_names = ("fps",)
+    platform: Platform
+    space: DesignSpace
 
     def __init__(self, workload: Workload, platform: Platform):
         self.workload = workload
@@ -68,6 +77,60 @@ class Template(ABC):
     def chunk_costs(self, vals: torch.Tensor, chunks: torch.Tensor, layers: bool = False) -> ChunkCosts:
         """Costs of the chunks ``chunks`` (C',) under designs given as factor values (B, C', F).
         With ``layers``, also the cycles of each layer of those chunks, in workload order."""
+
+    # ---- the hardware-template interface --------------------------------------------------
+    @classmethod
+    def engines(cls):
+        from autonba.hw.engines import ENGINES
+        return ENGINES
+
+    @classmethod
+    def load_platform(cls, name_or_path: str) -> Platform:
+        return load_platform(name_or_path)
+
+    @classmethod
+    def shipped_platforms(cls) -> list[str]:
+        return shipped_platforms()
+
+    def cost(self, vals: torch.Tensor) -> Costs:
+        ev = self.evaluate(vals)
+        dsp_cap, bram_cap = self.budgets
+        over = (ev.total_dsp / dsp_cap - 1).clamp(min=0) + (ev.total_bram / bram_cap - 1).clamp(min=0)
+        return Costs(ev.bottleneck, ev.feasible, over)
+
+    def trace_figure(self, objective: float) -> float:
+        return self.clock_hz / objective  # engines' traces read in FPS
+
+    def figures(self, design: torch.Tensor) -> Figures:
+        ev = self.evaluate(design.unsqueeze(0), layers=True)
+        return Figures(ev.layer_cycles[0], float(ev.layer_cycles[0].sum()), None, None, bool(ev.feasible[0]),
+                       {"fps": float(ev.fps[0])})
+
+    def result(self, design: torch.Tensor, **search: Any) -> FpgaResult:
+        return FpgaResult.from_design(self, design, **search)
+
+    def budget_text(self) -> str:
+        dsp, bram = self.budgets
+        return f"the budgets of {self.platform.name} ({dsp:g} DSP, {bram:g} BRAM18K)"
+
+    def parse(self, designs: list[Any]) -> list[torch.Tensor]:
+        return list(self.space.parse(designs))
+
+    def to_json(self, design: torch.Tensor) -> dict[str, Any]:
+        return {"chunks": self.space.to_dicts(design.unsqueeze(0))[0]}
+
+    def adapt(self, design: dict[str, Any]) -> torch.Tensor:
+        """A chunk the design lacks (a bitwidth that just appeared) takes the design of the chunk of the
+        same kind with the nearest bitwidth, or the smallest design of the chunk if there is none."""
+        sp, chunks = self.space, design["chunks"]
+        rows = []
+        for c in self.chunk_names:
+            src = chunks.get(c) or _nearest_chunk(c, chunks)
+            if src is None:
+                rows.append(sp.values(sp.repair((sp.num_values - 1).unsqueeze(0)))[0, sp.chunk_names.index(c)])
+            else:
+                rows.append(torch.tensor([float(src[f]) for f in sp.factors], dtype=torch.float64))
+        return sp.values(sp.encode(torch.stack(rows)).unsqueeze(0))[0]
 
     # ---- shared machinery -----------------------------------------------------------------
     @property
@@ -145,6 +208,17 @@ class LayerClasses:
         B = x.shape[0]
         return torch.zeros((B, self.num_chunks), dtype=x.dtype).scatter_reduce_(
             1, self.chunk.expand(B, -1), x, "amax", include_self=True)
+
+
+def _nearest_chunk(name: str, chunks: dict[str, Any]) -> dict[str, float] | None:
+    """The design of the chunk of the same kind (``a0``, ``dwa1``, ...) with the nearest bitwidth."""
+    m = re.fullmatch(r"(.*)q(\d+)", name)
+    if not m:
+        return None
+    kind, bits = m.group(1), int(m.group(2))
+    same = [(abs(int(mm.group(2)) - bits), c) for c in chunks
+            if (mm := re.fullmatch(r"(.*)q(\d+)", c)) and mm.group(1) == kind]
+    return chunks[min(same)[1]] if same else None
 
 
 def _chunk_order(name: str) -> tuple:

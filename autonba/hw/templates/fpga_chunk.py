@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from autonba.hw.space import DesignSpace
-from autonba.hw.templates.base import ChunkCosts, LayerClasses, Template
+from autonba.hw.templates.base import ChunkCosts, LayerClasses, ChunkTemplate
 from autonba.hw.templates.fpga_common import CONSTRAINTS, FACTORS, LayerTable, allocate_by_rule
 from autonba.hw.workload import Workload
 
@@ -39,7 +39,7 @@ def _pow2_upto(n: int) -> list[int]:
     return out
 
 
-class FpgaChunk(Template):
+class FpgaChunk(ChunkTemplate):
     name = "fpga-chunk"
     Options = ChunkOptions
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from autonba.errors import AutonbaError
 from autonba.hw.space import DesignSpace
-from autonba.hw.templates.base import ChunkCosts, LayerClasses, Template
+from autonba.hw.templates.base import ChunkCosts, LayerClasses, ChunkTemplate
 from autonba.hw.templates.fpga_common import CONSTRAINTS, FACTORS, LayerTable, allocate_by_rule
 from autonba.hw.workload import Workload
 
@@ -43,9 +43,10 @@ def _ports(x: torch.Tensor) -> torch.Tensor:
     return x.clamp(2, 4)
 
 
-class FpgaLegacy(Template):
+class FpgaLegacy(ChunkTemplate):
     name = "fpga-legacy"
     Options = LegacyOptions
+    default_platform = "zc706-legacy"
 
     def __init__(self, workload: Workload, platform, **options):
         self.options = LegacyOptions(**options)

@@ -7,7 +7,7 @@ import math
 import torch
 from pydantic import Field
 
-from autonba.hw.asic.engines.base import (AsicEngine, AsicIncumbent, array_factors, buffer_configs, buffer_designs,
+from autonba.hw.asic.engines.base import (AsicEngine, Incumbent, array_factors, buffer_configs, buffer_designs,
                                           offer_buffer)
 from autonba.hw.asic.fronts import MappingTable
 from autonba.hw.asic.space import AsicSpace
@@ -63,7 +63,7 @@ class AsicDas(AsicEngine):
         per_round = self._round_cost()
         polish_cost = o.polish_rounds * per_round
         sample_budget = max(1, self.budget - min(polish_cost, int(self.budget * o.polish_share)))
-        inc = AsicIncumbent()
+        inc = Incumbent()
         self._buffer_maps: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
         with self.progress_bar(self.budget, "das") as bar:
             done, mu, starts, ranks = self._sample(inc, sample_budget, bar)
@@ -72,11 +72,11 @@ class AsicDas(AsicEngine):
                 used, solved = self._buffer_stage(inc, ranks, done, bar)
                 done += used
                 if used and inc.best is not None:                               # polish what the stage found
-                    starts = _Starts.single(inc.objective, *self.indices(*inc.best))
+                    starts = _Starts.single(inc.score, *self.space.encode(inc.best))
             done = self._polish_starts(inc, starts, done, per_round, bar)
         return inc.outcome(done, area_multiplier=mu, buffers_solved=solved)
 
-    def _sample(self, inc: AsicIncumbent, sample_budget: int, bar) -> tuple[int, float, "_Starts", "_Ranks"]:
+    def _sample(self, inc: Incumbent, sample_budget: int, bar) -> tuple[int, float, "_Starts", "_Ranks"]:
         """The sampling phase, from the warm start if any: ``sample_budget`` evaluations in batches drawn
         from the logits, each followed by a score-function step. Returns the evaluations used, the final
         area multiplier, the best designs per array shape (polish starts) and the ranks of buffers and arrays."""
@@ -102,7 +102,7 @@ class AsicDas(AsicEngine):
         if warm is not None:
             hv, mv, ev = self.evaluate(warm[0].unsqueeze(0), warm[1].unsqueeze(0))
             done += 1
-            inc.offer(hv, mv, ev, done)
+            inc.offer((hv, mv), ev.objective, ev.feasible, done)
         for step in range(steps):
             n = min(o.batch, sample_budget - done)
             if n < 2:
@@ -112,7 +112,7 @@ class AsicDas(AsicEngine):
             hv, mv, ev = self.evaluate(hw, maps)
             done += n
             bar.update(n)
-            inc.offer(hv, mv, ev, done)
+            inc.offer((hv, mv), ev.objective, ev.feasible, done)
             starts.add(hw, maps, ev)
             ranks.add(hw, ev)
             self._remember_maps(hw, maps, ev)
@@ -134,14 +134,14 @@ class AsicDas(AsicEngine):
                 mu = min(1e3, max(1e-2, mu * math.exp(o.dual_lr * (over - 0.1))))
         return done, mu, starts, ranks
 
-    def _polish_starts(self, inc: AsicIncumbent, starts: "_Starts", done: int, per_round: int, bar) -> int:
+    def _polish_starts(self, inc: Incumbent, starts: "_Starts", done: int, per_round: int, bar) -> int:
         """Multi-start local search from ``starts``: one round per start in turn (so no start takes the
         whole budget); a start retires when a round does not improve it or after ``polish_rounds``
         rounds. Offers ``inc`` the best result; returns the evaluations used so far."""
         runs = []
         for h, m, value in starts.best():
             hv, mv = self.space.values(h[None], m[None])
-            runs.append(AsicIncumbent.at(value, hv[0], mv[0]))
+            runs.append(Incumbent.at(value, (hv[0], mv[0])))
         active = [[local, 0] for local in runs]                                          # start, rounds done
         while active and done + per_round <= self.budget:
             for entry in list(active):
@@ -154,10 +154,10 @@ class AsicDas(AsicEngine):
                 if not improved or entry[1] >= self.options.polish_rounds:
                     active.remove(entry)
         for local in runs:
-            inc.propose(local.objective, *local.best, done)
+            inc.propose(local.score, local.best, done)
         return done
 
-    def _buffer_stage(self, inc: AsicIncumbent, ranks: "_Ranks", done: int, bar) -> tuple[int, int]:
+    def _buffer_stage(self, inc: Incumbent, ranks: "_Ranks", done: int, bar) -> tuple[int, int]:
         """Cost every mapping of every layer once; screen every buffer configuration with the best
         arrays the sampling saw (each with its best mappings); then cost the configurations in the
         order of the screen exactly (every array design within the area budget, best mappings per
@@ -260,13 +260,13 @@ class AsicDas(AsicEngine):
         n = len(self._map_moves(torch.zeros(sp.map_table.shape[:2], dtype=torch.long))[0])
         return self._hw_moves() + self.options.polish_candidates * (n + 1)
 
-    def _polish(self, inc: AsicIncumbent, done: int) -> tuple[bool, int]:
+    def _polish(self, inc: Incumbent, done: int) -> tuple[bool, int]:
         """One round of moves around the incumbent: every single array-factor change and every array
         shape (rows x cols), costed with the incumbent's mappings; then, for the best few of them, a
         re-optimisation of every layer's mapping by single-factor moves."""
         sp = self.space
         H, Vh = sp.hw_table.shape
-        hw_i, base = self.indices(*inc.best)
+        hw_i, base = self.space.encode(inc.best)
         moves_h = hw_i.expand(H * Vh, H).clone()
         for f in range(H):
             moves_h[f * Vh:(f + 1) * Vh, f] = torch.arange(Vh)
@@ -282,7 +282,7 @@ class AsicDas(AsicEngine):
         maps = self._maps_for(moves_h, hw_i, base)
         hv, mv, ev = self.evaluate(moves_h, maps)
         used = len(moves_h)
-        improved = inc.offer(hv, mv, ev, done + used)
+        improved = inc.offer((hv, mv), ev.objective, ev.feasible, done + used)
         score = torch.where(ev.feasible, ev.objective, torch.full_like(ev.objective, float("inf")))
         for i in self._distinct_shapes(moves_h, score):
             ok, n = self._polish_maps(inc, moves_h[i], maps[i], done + used)
@@ -303,7 +303,7 @@ class AsicDas(AsicEngine):
                 out.append(i)
         return out
 
-    def _polish_maps(self, inc: AsicIncumbent, hw_i: torch.Tensor, base: torch.Tensor, done: int) -> tuple[bool, int]:
+    def _polish_maps(self, inc: Incumbent, hw_i: torch.Tensor, base: torch.Tensor, done: int) -> tuple[bool, int]:
         """Single-factor mapping moves in every layer at once on one array design; each layer keeps
         its best move (a layer's mapping changes only that layer), and the result is offered."""
         sp, t = self.space, self.template
@@ -319,7 +319,7 @@ class AsicDas(AsicEngine):
         pick = score.argmin(0)                                                           # (L,)
         best_maps = moves[pick, torch.arange(L)].unsqueeze(0)
         hv1, mv1, ev1 = self.evaluate(hw_i.unsqueeze(0), best_maps)
-        return inc.offer(hv1, mv1, ev1, done + len(moves) + 1), len(moves) + 1
+        return inc.offer((hv1, mv1), ev1.objective, ev1.feasible, done + len(moves) + 1), len(moves) + 1
 
     def _map_moves(self, base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mapping moves applied to every layer at once (L, M) -> (n, L, M), and where each is allowed

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from autonba.errors import AutonbaError
-from autonba.hw.asic.engines.base import AsicEngine, AsicIncumbent, buffer_configs, buffer_designs, offer_buffer
+from autonba.errors import Intractable
+from autonba.hw.asic.engines.base import AsicEngine, Incumbent, buffer_configs, buffer_designs, offer_buffer
 from autonba.hw.asic.fronts import MappingTable
 from autonba.hw.engines.base import EngineOptions, Outcome
 
@@ -26,10 +26,10 @@ class AsicExact(AsicEngine):
         sp, o = self.space, self.options
         work = MappingTable.size(sp)
         if work > o.max_evaluations:
-            raise AutonbaError(f"exact: the space has {work:,} layer mappings (> max_evaluations="
+            raise Intractable(f"exact: the space has {work:,} layer mappings (> max_evaluations="
                                f"{o.max_evaluations:,}); pin factors with --fix, or use das / evolution")
         table = MappingTable(self.template, sp)
-        inc, done = AsicIncumbent(), 0
+        inc, done = Incumbent(), 0
         with self.progress_bar(sp.size()[0], "exact") as bar:
             for key in buffer_configs(sp):
                 if table.fronts(key) is not None:  # else no mapping fits this buffer: nothing to cost

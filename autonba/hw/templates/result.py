@@ -1,18 +1,20 @@
-"""Accelerator results: a dataclass that serialises to the JSON users read."""
+"""Results of the FPGA chunk templates: the JSON users read, a short table, and the report's plots."""
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from autonba.hw.templates.base import Template
 from autonba.io import finite_or_null
+
+if TYPE_CHECKING:
+    from autonba.hw.templates.base import ChunkTemplate
 
 
 @dataclass
-class AccelResult:
+class FpgaResult:
     template: str
     platform: dict[str, Any]
     workload: str
@@ -37,7 +39,7 @@ class AccelResult:
         return finite_or_null(asdict(self))
 
     @classmethod
-    def from_design(cls, template: Template, vals: torch.Tensor, **search: Any) -> "AccelResult":
+    def from_design(cls, template: ChunkTemplate, vals: torch.Tensor, **search: Any) -> "FpgaResult":
         """The full report of one design (factor values (C, F)) on a template."""
         ev = template.evaluate(vals.unsqueeze(0))
         p = template.platform
@@ -61,8 +63,48 @@ class AccelResult:
                         "feasible": self.feasible, "dsp": self.total_dsp, "bram18k": self.total_bram,
                         "dsp_utilisation": self.dsp_utilisation, "bram_utilisation": self.bram_utilisation})
 
-    def resources(self) -> str:
-        return f"DSP {self.total_dsp:g}, BRAM18K {self.total_bram:g}"
+    def metrics(self) -> dict[str, float]:
+        return {"fps": self.fps}
+
+    @staticmethod
+    def describe(summary: dict[str, Any]) -> str:
+        """The hardware of a run's result.json summary, in a few words."""
+        return f"DSP {summary['dsp']:g}, BRAM18K {summary['bram18k']:g}"
+
+    @staticmethod
+    def plot_layers(doc: dict[str, Any], plt) -> Any:
+        """Per-layer cycles of a result (its JSON), coloured by chunk, with the bottleneck."""
+        layers, chunks = doc["layers"], list(doc["chunks"])
+        cmap = plt.get_cmap("tab20")
+        fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(layers)), 4))
+        ax.bar(range(len(layers)), [lay["cycles"] for lay in layers],
+               color=[cmap(chunks.index(lay["chunk"]) % 20) for lay in layers])
+        ax.axhline(doc["bottleneck_cycles"], ls="--", c="k", lw=1, label="bottleneck chunk (cycles per frame)")
+        ax.set_xticks(range(len(layers)), [lay["name"] for lay in layers], rotation=90, fontsize=7)
+        ax.set(ylabel="cycles", title=f"per-layer cycles on the final accelerator ({doc['fps']:,.0f} FPS)")
+        handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i % 20)) for i in range(len(chunks))]
+        ax.legend(handles + ax.get_legend_handles_labels()[0], chunks + ["bottleneck"], fontsize=7,
+                  loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        return fig
+
+    @staticmethod
+    def plot_resources(doc: dict[str, Any], plt) -> Any:
+        """DSP and BRAM per chunk of a result (its JSON) against the platform's budgets."""
+        budgets = {"DSP": doc["platform"]["dsp"], "BRAM18K": doc["platform"]["bram18k"]}
+        cmap = plt.get_cmap("tab20")
+        fig, ax = plt.subplots(figsize=(8, 3.6))
+        for row, (res, key) in enumerate((("DSP", "dsp"), ("BRAM18K", "bram"))):
+            left = 0.0
+            for i, (name, c) in enumerate(doc["chunks"].items()):
+                share = 100 * c[key] / budgets[res]
+                ax.barh(row, share, left=left, color=cmap(i % 20), label=name if row == 0 else None)
+                left += share
+        ax.axvline(100, c="r", lw=1.5, label="budget")
+        ax.set_yticks([0, 1], [f"DSP ({doc['total_dsp']:g}/{budgets['DSP']})",
+                               f"BRAM18K ({doc['total_bram']:g}/{budgets['BRAM18K']})"])
+        ax.set(xlabel="% of the platform's budget", title=f"resources per chunk on {doc['platform']['name']}")
+        ax.legend(fontsize=7, ncol=6, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+        return fig
 
     def table(self) -> str:
         """A short human-readable summary (for stderr)."""
