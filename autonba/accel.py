@@ -30,7 +30,7 @@ class WorkloadSource(BaseModel):
     bits: int = Field(8, ge=1, le=32, description="uniform bitwidth of a zoo network")
 
     @model_validator(mode="after")
-    def _one(self) -> "WorkloadSource":
+    def _one(self) -> WorkloadSource:
         given = [k for k in ("file", "network", "arch") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError("give exactly one of workload.file, workload.network, workload.arch "
@@ -43,6 +43,7 @@ class WorkloadSource(BaseModel):
         if self.network:
             return WORKLOADS.get(self.network)(self.bits)
         from autonba.nas.arch import Arch
+        assert self.arch is not None  # exactly one source is given (validated)
         return Arch.load(self.arch).workload()
 
 

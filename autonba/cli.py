@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autonba.errors import AutonbaError
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without loading torch until a command needs it
+    from autonba.accel import AccelConfig
+    from autonba.search.config import SearchConfig
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -26,7 +30,8 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--network", help="a zoo network (see 'autonba accel list')")
     g.add_argument("--arch", help="an arch.json written by the NAS derivation")
     g.add_argument("--bits", type=int, help="uniform bitwidth of a zoo network (default 8)")
-    p.add_argument("--template", help="fpga-chunk (default), fpga-legacy or asic-array")
+    p.add_argument("--template", help="fpga-chunk (default), fpga-legacy, asic-array or a registered one "
+                                      "(see 'autonba accel list')")
     p.add_argument("--platform", help="shipped platform name (zc706, zcu102, ultra96, zc706-legacy; for asic-array "
                                       "a technology: generic-45nm) or YAML path")
     p.add_argument("--objective", choices=["latency", "energy", "edp"],
@@ -85,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _accel_config(args: argparse.Namespace) -> "AccelConfig":  # noqa: F821
+def _accel_config(args: argparse.Namespace) -> AccelConfig:
     from autonba.accel import AccelConfig
     from autonba.config import apply_overrides, load_yaml, parse_value, validate
 
@@ -107,12 +112,12 @@ def _accel_config(args: argparse.Namespace) -> "AccelConfig":  # noqa: F821
     for key in ("template", "platform", "engine", "budget", "seed"):
         if getattr(args, key, None) is not None:
             data[key] = getattr(args, key)
-    for key, opt in (("objective", "objective"), ("area_mm2", "area_mm2")):
+    for key in ("objective", "area_mm2"):  # shorthands of template options
         if getattr(args, key, None) is not None:
             opts = data.setdefault("template_options", {})
             if not isinstance(opts, dict):
                 raise AutonbaError("config field 'template_options' must be a mapping")
-            opts[opt] = getattr(args, key)
+            opts[key] = getattr(args, key)
     for item in getattr(args, "fix", []):
         k, sep, v = item.partition("=")
         if not sep:
@@ -191,7 +196,7 @@ def _cmd_list(args: argparse.Namespace) -> None:
     print("networks:", ", ".join(WORKLOADS.names()))
 
 
-def _search_config(args: argparse.Namespace) -> "SearchConfig":  # noqa: F821
+def _search_config(args: argparse.Namespace) -> SearchConfig:
     from autonba.config import apply_overrides, load_yaml, validate
     from autonba.search.config import SearchConfig
 
@@ -226,9 +231,9 @@ def _cmd_joint_search(args: argparse.Namespace) -> None:
         raise AutonbaError(f"--out {out} is a file; a run directory is needed")
     result = search(cfg, out, resume=args.resume, progress=False if args.no_progress else None)
     if result:
-        spec = (f"EDP {result['edp_uj_ms']:.4g} uJ*ms (target {result['target_edp_uj_ms']:g}, "
-                if result.get("target_edp_uj_ms") is not None else
-                f"FPS {result['fps']:,.1f} (target {result['target_fps']:,.0f}, ")
+        m = cfg.target.metric
+        spec = (f"FPS {result['fps']:,.1f} (target {result['target_fps']:,.0f}, " if m == "fps" else
+                f"{m} {result[m]:.4g} (target {result['target_' + m]:g}, ")
         print(f"derived: {' '.join(f'{o}@{b}' for o, b in zip(result['ops'], result['bits']))}\n"
               f"{spec}{'met' if result['meets_target'] else 'NOT met'}) | supernet acc "
               f"{100 * result['supernet_acc']:.1f}% | search {result['search_seconds']:.0f} s\n"
@@ -236,12 +241,12 @@ def _cmd_joint_search(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from autonba.hw.templates import TEMPLATES
     from autonba.train.retrain import retrain
 
     final = retrain(args.run_dir, epochs=args.epochs, overrides=args.set, resume=args.resume, force=args.force,
                     progress=False if args.no_progress else None)
-    hw = (f"area {final['area_mm2']:.3g} mm2, EDP {final['edp_uj_ms']:.4g} uJ*ms" if "area_mm2" in final
-          else f"DSP {final['dsp']:g} BRAM18K {final['bram18k']:g}")
+    hw = TEMPLATES.get(final["template"]).Result.describe(final)
     print(f"test accuracy {100 * final['test_acc']:.2f}% | FPS {final['fps']:,.1f} | {hw} | "
           f"params {final['params']:,} | MACs {final['macs']:,} | train {final['train_seconds']:.0f} s\n"
           f"wrote {args.run_dir}/final.json", file=sys.stderr)

@@ -47,14 +47,14 @@ from typing import Any
 
 import torch
 
-from autonba.hw.asic.array import LEVELS, AsicArray
+from autonba.hw.asic.array import AsicArray
 from autonba.hw.asic.cycles import fold_counts
 from autonba.hw.asic.space import DATAFLOWS, GB_SPLITS
-from autonba.hw.asic.tech import Technology, load_technology
-from autonba.nas.workload import layers_from_arch
+from autonba.hw.asic.tech import LEVELS, Technology, load_technology
 from autonba.hw.workload import Layer, Workload
 from autonba.hw.zoo import WORKLOADS
 from autonba.nas.space import load_space
+from autonba.nas.workload import layers_from_arch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: the harness is not installed
 from validation import asic as validate  # noqa: E402
@@ -208,13 +208,13 @@ def diagnostics(layer: Layer, tech: Technology, t: AsicArray, rows: int, cols: i
     cycles, register-file bits per MAC on both sides, the hop share of our energy, partial-sum
     folds and ZigZag's partial-sum traffic at the global buffer."""
     lay, code = t.lay, float(DATAFLOWS.index(df))
-    folds, per = fold_counts(torch.tensor(code), torch.tensor(float(rows)), torch.tensor(float(cols)), lay.sr, lay.t,
+    folds, per = fold_counts(torch.tensor(code), torch.tensor(float(rows)), torch.tensor(float(cols)), lay.sr, lay.taps,
                              lay.kg, lay.macs_per_pe)
     fill = rows + cols - 2 if df == "os" else 2 * rows + cols - 2
     g, folds, per = int(lay.groups[0]), int(folds[0]), int(per[0])
     e_rf = float(tech.rf_pj_per_bit(torch.tensor(float(rf_bytes))))
     e_gb = float(tech.gb_pj_per_bit(torch.tensor(float(gb_kib))))
-    n_t = math.ceil(math.ceil(float(lay.t[0]) / float(lay.macs_per_pe[0])) / rows)   # row folds of the reduction
+    n_t = math.ceil(math.ceil(float(lay.taps[0]) / float(lay.macs_per_pe[0])) / rows)   # row folds of the reduction
     zz_o_gb = sum(e for m, e in zz["energy_per_level"]["O"].items() if m.startswith("gb"))
     out_elems = layer.out_h * layer.out_w * layer.out_ch
     macs = layer.macs

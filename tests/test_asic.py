@@ -14,12 +14,12 @@ import torch
 
 from autonba import accel
 from autonba.errors import AutonbaError
-from autonba.hw.asic.array import LEVELS, AsicArray
+from autonba.hw.asic.array import AsicArray
 from autonba.hw.asic.cycles import compute_cycles
 from autonba.hw.asic.engines import ASIC_ENGINES
-from autonba.hw.engines.base import Incumbent
 from autonba.hw.asic.space import DATAFLOWS
-from autonba.hw.asic.tech import load_technology
+from autonba.hw.asic.tech import LEVELS, load_technology
+from autonba.hw.engines.base import Incumbent
 from autonba.hw.workload import Layer, Workload
 
 TECH = load_technology("generic-45nm")

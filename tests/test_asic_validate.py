@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from autonba.errors import AutonbaError
-from validation import asic as validate
 from autonba.hw.asic.array import AsicArray
 from autonba.hw.asic.cycles import DATAFLOWS, compute_cycles
 from autonba.hw.asic.tech import load_technology
 from autonba.hw.workload import Layer, Workload
+from validation import asic as validate
 
 pytestmark = [
     pytest.mark.validate,

@@ -19,7 +19,7 @@ import yaml
 from test_joint import write_config
 
 from autonba.cli import main
-from autonba.io import LOCK, RunLock, save_checkpoint, load_checkpoint
+from autonba.io import LOCK, RunLock, load_checkpoint, save_checkpoint
 
 QUICK = {"search": {"epochs": 2, "warmup_epochs": 1, "batch_size": 16, "arch_lr": 0.05}}
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from test_joint import searched, tiny_config
 
 from autonba.cli import main
 from autonba.hw.engines.flat import FLAT_ENGINES
@@ -18,7 +19,6 @@ from autonba.hw.template import Costs, Figures, HardwareTemplate
 from autonba.hw.templates import TEMPLATES
 from autonba.hw.workload import Workload
 from autonba.io import finite_or_null
-from test_joint import searched, tiny_config
 
 
 class IdealPlatform(BaseModel):

@@ -10,8 +10,8 @@ import autonba.nas
 from autonba.errors import AutonbaError
 from autonba.hw.asic.tech import load_technology
 from autonba.hw.platform import Platform, load_platform
-from autonba.hw.templates.result import FpgaResult
 from autonba.hw.templates import TEMPLATES
+from autonba.hw.templates.result import FpgaResult
 from autonba.hw.workload import Layer, Workload, output_range
 from autonba.hw.zoo import WORKLOADS
 from autonba.io import read_json
@@ -74,7 +74,8 @@ def _macs_by_hand(layout: Layout, ops: list[str]) -> int:
             macs += 0 if (cin == cout and s == 1) else out * out * cin * cout
         else:
             h = cin * spec.expansion
-            macs += size * size * cin * h // spec.groups + out * out * h * spec.kernel ** 2 + out * out * h * cout // spec.groups
+            macs += (size * size * cin * h // spec.groups + out * out * h * spec.kernel ** 2
+                     + out * out * h * cout // spec.groups)
         size = out
     head = size * size * layout.stages[-1].channels * layout.head_channels
     return macs + head + layout.head_channels * layout.num_classes

@@ -8,7 +8,8 @@ into the factor values (B, F) a cost model reads; the JSON form is ``{"factors":
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -77,7 +78,7 @@ class FactorSpace:
             yield out
 
     # ---- pins, files ------------------------------------------------------------------
-    def fix(self, pins: dict[str, Any]) -> "FactorSpace":
+    def fix(self, pins: dict[str, Any]) -> FactorSpace:
         """A copy in which each pinned factor takes one value."""
         choices = dict(self.choices)
         for f, v in pins.items():

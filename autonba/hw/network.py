@@ -2,7 +2,7 @@
 networks of the search spaces in ``autonba.nas.workload``)."""
 from __future__ import annotations
 
-from autonba.hw.workload import Layer, Workload
+from autonba.hw.workload import Layer
 
 
 class LayerBuilder:

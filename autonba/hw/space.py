@@ -8,7 +8,8 @@ never exceeds its buffer tile) are honoured by masking while sampling, never by 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -18,7 +19,7 @@ from autonba.hw.workload import MAX_SIZE, integral
 
 class DesignSpace:
     def __init__(self, factors: tuple[str, ...], constraints: tuple[tuple[str, str], ...],
-                 chunks: dict[str, dict[str, list[float]]], closed: tuple[str, ...] = ()):
+                 chunks: Mapping[str, Mapping[str, Sequence[float]]], closed: tuple[str, ...] = ()):
         self.factors = tuple(factors)
         self.closed = tuple(closed)  # factors whose values must come from the choice lists
         self.constraints = tuple(constraints)
@@ -57,7 +58,7 @@ class DesignSpace:
         """Indices (n, F) of one chunk's designs -> factor values (n, F)."""
         return self.table[chunk].gather(1, idx.T).T
 
-    def fix(self, pins: dict[str, float]) -> "DesignSpace":
+    def fix(self, pins: dict[str, float]) -> DesignSpace:
         """A copy in which each pinned factor takes one value in every chunk."""
         chunks = {c: dict(v) for c, v in self.choices.items()}
         for f, val in pins.items():
@@ -93,9 +94,9 @@ class DesignSpace:
                 cd = chunks[c]
                 if not isinstance(cd, dict):
                     raise AutonbaError(f"{where}: chunk '{c}' must map factor names to values")
-                unknown = set(map(str, cd)) - set(self.factors)
-                if unknown:
-                    raise AutonbaError(f"{where}: chunk '{c}': unknown factors {sorted(unknown)}; "
+                bad = set(map(str, cd)) - set(self.factors)
+                if bad:
+                    raise AutonbaError(f"{where}: chunk '{c}': unknown factors {sorted(bad)}; "
                                        f"allowed: {', '.join(self.factors)}")
                 for fi, f in enumerate(self.factors):
                     if f not in cd:

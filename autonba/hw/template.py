@@ -74,7 +74,7 @@ class DesignSpace(Protocol):
     def mutate(self, child: Any, rate: float, generator: torch.Generator) -> Any:
         """Resample each factor with probability ``rate``; the result honours the space's constraints."""
 
-    def fix(self, pins: dict[str, Any]) -> "DesignSpace":
+    def fix(self, pins: dict[str, Any]) -> DesignSpace:
         """A copy in which each pinned factor takes one value."""
 
 
@@ -125,6 +125,10 @@ class HardwareTemplate(ABC):
     workload: Workload
     platform: Any
     space: Any
+
+    @abstractmethod
+    def __init__(self, workload: Workload, platform: Any, **options: Any) -> None:
+        """Bind the template to a workload and a loaded platform, with its ``Options`` as keywords."""
 
     @classmethod
     @abstractmethod

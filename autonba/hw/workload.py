@@ -123,7 +123,7 @@ class Workload:
         return {"name": self.name, "layers": [layer.to_dict() for layer in self.layers]}
 
     @classmethod
-    def from_dict(cls, data: Any, name: str = "workload") -> "Workload":
+    def from_dict(cls, data: Any, name: str = "workload") -> Workload:
         """Native layers (``in_ch``, ``out_ch``, ...) or golden-format layers (``N``, ``M``, ``R``, ...),
         in a top-level ``layers`` list or under ``network``."""
         if isinstance(data, dict) and "layers" not in data and isinstance(data.get("network"), dict):
@@ -138,7 +138,7 @@ class Workload:
         return cls(name=wname, layers=[_layer_from_dict(d, i) for i, d in enumerate(data["layers"])])
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "Workload":
+    def from_json(cls, path: str | Path) -> Workload:
         return cls.from_dict(read_json(path, "workload"), name=Path(path).stem)
 
 
@@ -173,9 +173,9 @@ def _layer_from_dict(d: Any, i: int) -> Layer:
         if r * s > MAX_SIZE:
             raise AutonbaError(f"layers[{i}]: the input size R*S={r * s} exceeds {MAX_SIZE}")
         cin, groups = (m, m) if dw else (n, 1)
-        kw = {"name": f"L{i}", "in_ch": cin, "out_ch": m, "in_h": r * s, "in_w": r * s, "out_h": r, "out_w": r,
-              "kernel": k, "stride": s, "groups": groups, "bits": _as_int(d.get("bits", 8), "bits", i, 32),
-              "chunk": d.get("chunk")}
+        kw: dict[str, Any] = {"name": f"L{i}", "in_ch": cin, "out_ch": m, "in_h": r * s, "in_w": r * s,
+                              "out_h": r, "out_w": r, "kernel": k, "stride": s, "groups": groups,
+                              "bits": _as_int(d.get("bits", 8), "bits", i, 32), "chunk": d.get("chunk")}
     else:
         unknown = set(d) - _NATIVE
         required = {"in_ch", "out_ch", "in_h", "in_w", "out_h", "out_w", "kernel"}

@@ -1,7 +1,7 @@
 """Built-in networks, each at a uniform bitwidth: ``WORKLOADS.get(name)(bits)``."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from autonba.hw.network import LayerBuilder
 from autonba.hw.workload import Workload
@@ -58,7 +58,7 @@ def vgg16(bits: int, size: int, classes: int, cifar: bool) -> LayerBuilder:
         if v == "M":
             b.pool(2, 2)
         else:
-            b.conv(f"conv{n}", int(v), 3, 1, bits=bits)
+            b.conv(f"conv{n}", int(str(v)), 3, 1, bits=bits)
             n += 1
     if cifar:
         b.linear("fc", classes, bits)

@@ -60,7 +60,7 @@ class TargetSpec(_Strict):
 
 
     @model_validator(mode="after")
-    def _one_spec(self) -> "TargetSpec":
+    def _one_spec(self) -> TargetSpec:
         given = [k for k in SPEC_METRICS if getattr(self, k) is not None]
         if len(given) > 1:
             raise ValueError(f"give at most one of {', '.join('target.' + k for k in SPEC_METRICS)} "
@@ -128,7 +128,7 @@ class SearchSchedule(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _warmup(self) -> "SearchSchedule":
+    def _warmup(self) -> SearchSchedule:
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be below epochs ({self.epochs}): "
                              "no epoch would search the architecture")
@@ -167,7 +167,7 @@ class SearchConfig(_Strict):
     checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
 
     @model_validator(mode="after")
-    def _spec_is_reported(self) -> "SearchConfig":
+    def _spec_is_reported(self) -> SearchConfig:
         """The spec's metric must be one the template family reports (an FPGA template has no energy model)."""
         m, template = self.target.metric, self.hardware.template
         if template in TEMPLATES and m not in TEMPLATES.get(template).metric_names:

@@ -99,8 +99,10 @@ class Costing:
         """The normalised cost (L,) of every block of the path (1.0 = one frame at the target)."""
         if path not in self._cache:
             if self.mode == "sequential":
+                assert self.bitops_budget is not None  # set by start()
                 cost = block_bitops(self.space, path) / self.bitops_budget
             else:
+                assert self.design is not None         # set by start()
                 cost = self._spec_share(path, self.hw.figures(path, self.design))
             self._cache[path] = cost.float()
         return self._cache[path]
@@ -115,7 +117,8 @@ class Costing:
             return cycles / self.frame_cycles
         _, w_cycles, w_energy = SPEC_METRICS[t.metric]
         share = w_cycles * cycles / fig.cycles
-        if w_energy:
+        if w_energy:  # the template's spec metrics include energy only with an energy model
+            assert fig.layer_energy is not None and fig.energy is not None
             share = share + w_energy * sum_per_block(wl, fig.layer_energy, n) / fig.energy
         return share * fig.metrics[t.metric] / t.bound
 
@@ -134,6 +137,7 @@ class Costing:
     def measure(self, path: SinglePath, seed: int) -> dict[str, Any]:
         bitops = float(block_bitops(self.space, path).sum())
         if self.mode == "fixed-accel":
+            assert self.design is not None
             fig: Figures | None = self.hw.figures(path, self.design)
         else:
             found = self._search(path, self.cfg.hardware.engine, self.design, seed, self.cfg.hardware.engine_budget)
@@ -146,7 +150,7 @@ class Costing:
     def meets(self, m: dict[str, Any]) -> bool:
         """Whether a measured network meets the spec as this mode sees it (bit-op budget in sequential)."""
         if self.mode == "sequential":
-            return m["bitops"] <= self.bitops_budget
+            return self.bitops_budget is not None and m["bitops"] <= self.bitops_budget
         return self.target.met(m[self.target.metric], m["accel_feasible"])
 
     def final_meets(self, accel: HardwareResult) -> bool:
@@ -157,7 +161,11 @@ class Costing:
         """Raise lambda below the target, lower it above the band (bit-ops budget in sequential): x2 and /2,
         or (``target.lambda_update: proportional``) by the distance to the spec, clipped to [1/2, 2]."""
         t = self.target
-        over = m["bitops"] / self.bitops_budget if self.mode == "sequential" else t.over(m[t.metric])
+        if self.mode == "sequential":
+            assert self.bitops_budget is not None
+            over = m["bitops"] / self.bitops_budget
+        else:
+            over = t.over(m[t.metric])
         high = over < 1 / t.band
         if not self.meets(m):
             step = 2.0 if t.lambda_update == "double" else min(2.0, max(over, 1.0))

@@ -23,7 +23,17 @@ from autonba.config import validate
 from autonba.data.datasets import DATASETS, DataSplits, load_data, search_split
 from autonba.errors import AutonbaError
 from autonba.hw.hardware import engines_for, load_hardware
-from autonba.io import LOCK, RunLock, dumps, finite_or_null, load_checkpoint, save_checkpoint, write_atomic, write_config, write_json
+from autonba.io import (
+    LOCK,
+    RunLock,
+    dumps,
+    finite_or_null,
+    load_checkpoint,
+    save_checkpoint,
+    write_atomic,
+    write_config,
+    write_json,
+)
 from autonba.nas.arch import Arch, BlockChoice
 from autonba.nas.space import SearchSpace, load_space
 from autonba.nas.supernet import Supernet
@@ -66,7 +76,7 @@ class JointSearch:
                                    f"{cfg.search.batch_size} per process; lower search.batch_size or use more data "
                                    "(data.train_subset, data.arch_fraction)")
         self.supernet = Supernet(self.space, cfg.bits_sampling, cfg.search.top_k).to(ctx.device)
-        self.wnet = self.supernet.net
+        self.wnet: torch.nn.Module = self.supernet.net
         if ctx.distributed:
             self.wnet = torch.nn.parallel.DistributedDataParallel(
                 self.supernet.net, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
@@ -127,10 +137,10 @@ class JointSearch:
         loss = ce + self.lam * (w * self._cost_advantage(c).to(self.ctx.device)).sum()
         params = sn.arch_parameters()
         grads = torch.autograd.grad(loss, params, allow_unused=True)
-        grads = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(params, grads)]
-        self.ctx.all_mean_(grads)
+        dense = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(params, grads)]
+        self.ctx.all_mean_(dense)
         before = [p.detach().clone() for p in params]
-        for p, gr in zip(params, grads):
+        for p, gr in zip(params, dense):
             p.grad = gr
         self.a_opt.step()
         self.a_opt.zero_grad(set_to_none=True)
@@ -205,11 +215,11 @@ class JointSearch:
             warm = e < s.warmup_epochs
             wl = loader(self.weight_part, s.batch_size, s.workers, ctx, cfg.seed, e)
             al = None if warm else loader(self.arch_part, s.batch_size, s.workers, ctx, cfg.seed + 7, e)
-            n = len(wl) if warm else min(len(wl), len(al))
+            n = len(wl) if al is None else min(len(wl), len(al))
             sums = torch.zeros(5, dtype=torch.float64)  # weight loss, ce, cost, correct, seen
             bar = tqdm(total=n, desc=f"epoch {e + 1}/{s.epochs}" + (" warm-up" if warm else ""), leave=False,
                        disable=not self.progress, dynamic_ncols=True, file=sys.stderr)
-            batches = zip(wl) if warm else zip(wl, al)
+            batches = zip(wl) if al is None else zip(wl, al)
             for step, pair in enumerate(batches):
                 x, y = (t.to(ctx.device) for t in pair[0])
                 if not warm:
@@ -272,7 +282,8 @@ class JointSearch:
     def derived(self) -> tuple[Arch, int, float, list[dict[str, Any]]]:
         """The final network, the epoch it was derived after, its supernet accuracy on the
         architecture split, and the candidates rescored (``search.derive``)."""
-        last = (self.supernet.derive(), self.epoch, self.log[-1]["supernet_acc"], [])
+        none: list[dict[str, Any]] = []
+        last = (self.supernet.derive(), self.epoch, float(self.log[-1]["supernet_acc"]), none)
         if self.cfg.search.derive == "last":
             return last
         ok = [r for r in self.log if r["phase"] == "search" and r["meets_spec"]]

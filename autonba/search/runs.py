@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
 from autonba.config import load_yaml, validate
@@ -21,14 +21,16 @@ def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
 
 def loader(ds: Dataset, batch: int, workers: int, ctx: dist_.Context, seed: int, epoch: int) -> DataLoader:
     """Shuffled, last partial batch dropped; sharded over ranks; the order depends on (seed, epoch) only."""
-    if len(ds) < batch * ctx.world:
-        raise AutonbaError(f"the split has {len(ds)} images, fewer than one batch of {batch} per process; "
+    size = len(ds)  # type: ignore[arg-type]  # autonba's data sets are map-style, with a length
+    if size < batch * ctx.world:
+        raise AutonbaError(f"the split has {size} images, fewer than one batch of {batch} per process; "
                            "lower the batch size or use more data")
+    sampler: Sampler[int]
     if ctx.distributed:
         sampler = DistributedSampler(ds, ctx.world, ctx.rank, shuffle=True, seed=seed, drop_last=True)
         sampler.set_epoch(epoch)
     else:
-        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 1)))
+        sampler = RandomSampler(range(size), generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 1)))
     return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=True, num_workers=workers,
                       generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 2)))
 

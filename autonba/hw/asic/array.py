@@ -31,9 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonba.errors import AutonbaError
 from autonba.hw.asic.cycles import fold_counts
-from autonba.hw.asic.space import DATAFLOWS, GB_SPLITS, ORDERS, SPLIT_FRACTIONS, AsicSpace, _code
 from autonba.hw.asic.result import AsicResult
-from autonba.hw.asic.tech import LEVELS, Technology, load_technology, shipped_technologies
+from autonba.hw.asic.space import DATAFLOWS, GB_SPLITS, ORDERS, SPLIT_FRACTIONS, AsicSpace, _code
+from autonba.hw.asic.tech import Technology, load_technology, shipped_technologies
 from autonba.hw.template import Costs, Figures, HardwareTemplate
 from autonba.hw.workload import Workload
 
@@ -110,27 +110,28 @@ class LayerTensors:
     macs_per_pe: torch.Tensor
 
     @classmethod
-    def of(cls, workload: Workload, pe_bits: int) -> "LayerTensors":
+    def of(cls, workload: Workload, pe_bits: int) -> LayerTensors:
         L = workload.layers
-        t = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
-        oy, ox = t([x.out_h for x in L]), t([x.out_w for x in L])
-        s, f = t([x.stride for x in L]), t([x.kernel for x in L])
-        bits = t([x.bits for x in L])
+        col = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
+        oy, ox = col([x.out_h for x in L]), col([x.out_w for x in L])
+        s, f = col([x.stride for x in L]), col([x.kernel for x in L])
+        bits = col([x.bits for x in L])
         per_pe = torch.where(bits <= pe_bits, torch.floor(pe_bits / bits) ** 2, 1 / torch.ceil(bits / pe_bits) ** 2)
-        return cls(dw=torch.tensor([x.depthwise for x in L]), groups=t([x.groups for x in L]),
-                   k=t([x.out_ch for x in L]), cin=t([x.in_ch for x in L]),
-                   kg=t([x.out_ch // x.groups for x in L]), cg=t([x.in_ch // x.groups for x in L]),
+        return cls(dw=torch.tensor([x.depthwise for x in L]), groups=col([x.groups for x in L]),
+                   k=col([x.out_ch for x in L]), cin=col([x.in_ch for x in L]),
+                   kg=col([x.out_ch // x.groups for x in L]), cg=col([x.in_ch // x.groups for x in L]),
                    f=f, s=s, oy=oy, ox=ox, bits=bits,
-                   in_rows=torch.minimum(t([x.in_h for x in L]), _span(oy, s, f)),
-                   in_cols=torch.minimum(t([x.in_w for x in L]), _span(ox, s, f)),
-                   macs=t([x.macs for x in L]), macs_per_pe=per_pe)
+                   in_rows=torch.minimum(col([x.in_h for x in L]), _span(oy, s, f)),
+                   in_cols=torch.minimum(col([x.in_w for x in L]), _span(ox, s, f)),
+                   macs=col([x.macs for x in L]), macs_per_pe=per_pe)
 
     @property
     def sr(self) -> torch.Tensor:
         return self.oy * self.ox
 
     @property
-    def t(self) -> torch.Tensor:
+    def taps(self) -> torch.Tensor:
+        """The reduction length of one output (SCALE-Sim's T): input channels of a group x filter size."""
         return self.cg * self.f ** 2
 
     @property
@@ -142,7 +143,7 @@ class LayerTensors:
     def halo(self) -> torch.Tensor:
         return (self.f - self.s).clamp(min=0)
 
-    def select(self, idx) -> "LayerTensors":
+    def select(self, idx) -> LayerTensors:
         return LayerTensors(**{k: v[idx] for k, v in vars(self).items()})
 
 
@@ -152,7 +153,8 @@ def _span(out: torch.Tensor, s: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return torch.where(s >= f, out * f, (out - 1) * s + f)
 
 
-def _pow2_upto(n: int) -> list[int]:
+def _tile_sizes(n: int) -> list[int]:
+    """Powers of two below n, then n: the tile sizes of a dimension of n."""
     out, v = [], 1
     while v < n:
         out.append(v)
@@ -188,9 +190,9 @@ class AsicArray(HardwareTemplate):
             hw["dataflow"] = list(range(len(DATAFLOWS)))
         layers = {}
         for layer in self.workload.layers:
-            d = {"tk": _pow2_upto(layer.out_ch if layer.depthwise else layer.out_ch // layer.groups),
-                 "tc": [1] if layer.depthwise else _pow2_upto(layer.in_ch // layer.groups),
-                 "toy": _pow2_upto(layer.out_h),
+            d = {"tk": _tile_sizes(layer.out_ch if layer.depthwise else layer.out_ch // layer.groups),
+                 "tc": [1] if layer.depthwise else _tile_sizes(layer.in_ch // layer.groups),
+                 "toy": _tile_sizes(layer.out_h),
                  "order": list(range(len(ORDERS)))}
             if o.dataflow == "per-layer":
                 d["dataflow"] = list(range(len(DATAFLOWS)))
@@ -299,24 +301,24 @@ class AsicArray(HardwareTemplate):
         Folds and streams are per group (T, K of one group), counts summed over the groups."""
         lay = lay or self.lay
         tech, b, acc = self.tech, lay.bits, float(self.options.acc_bits)
-        folds, per = fold_counts(df, R, C, lay.sr, lay.t, lay.kg, lay.macs_per_pe)
+        folds, per = fold_counts(df, R, C, lay.sr, lay.taps, lay.kg, lay.macs_per_pe)
         compute = lay.groups * (folds * per - 1)
         util = lay.macs / (R * C * lay.macs_per_pe * compute)
         # global-buffer accesses by the array (elements) and register-file reuse of the streamed operand
-        n_t = torch.ceil(torch.ceil(lay.t / lay.macs_per_pe) / R)
+        n_t = torch.ceil(torch.ceil(lay.taps / lay.macs_per_pe) / R)
         os_, ws_ = df == 0, df == 1
         refolds = torch.where(df == 2, torch.ceil(lay.sr / C), torch.ceil(lay.kg / C))
-        stream_len = torch.where(os_, lay.t, torch.where(ws_, lay.sr, lay.kg))      # words per row per fold
+        stream_len = torch.where(os_, lay.taps, torch.where(ws_, lay.sr, lay.kg))      # words per row per fold
         e_gb_bit = self.gb_pj_per_bit(gb, split)                                   # (..., 1, 3) W, I, O
         e_rf_bit = tech.rf_pj_per_bit(rf)
         # the register file keeps the stream where that is cheaper than reading the buffer again
         e_stream = torch.where(df == 2, e_gb_bit[..., 0], e_gb_bit[..., 1])
         reuse = (rf * 8 / (stream_len * b)).clamp(max=1.0) * (2 * e_rf_bit < e_stream)
-        stream_total = torch.where(df == 2, lay.kg * lay.t, lay.sr * lay.t)         # the streamed operand, once
+        stream_total = torch.where(df == 2, lay.kg * lay.taps, lay.sr * lay.taps)         # the streamed operand, once
         streamed = stream_total * (1 + (refolds - 1) * (1 - reuse)) * lay.groups
         rf_reads = stream_total * (refolds - 1) * reuse * lay.groups
-        stationary = torch.where(os_, torch.ceil(lay.sr / R) * lay.kg * lay.t,     # os: weights per row fold
-                                 torch.where(ws_, lay.kg * lay.t, lay.t * lay.sr)) * lay.groups
+        stationary = torch.where(os_, torch.ceil(lay.sr / R) * lay.kg * lay.taps,     # os: weights per row fold
+                                 torch.where(ws_, lay.kg * lay.taps, lay.taps * lay.sr)) * lay.groups
         in_reads = torch.where(df == 2, stationary, streamed)
         w_reads = torch.where(df == 2, streamed, stationary)
         out_elems = lay.sr * lay.k
@@ -325,7 +327,7 @@ class AsicArray(HardwareTemplate):
         e_mac = lay.macs * tech.mac_pj(b, b)
         e_rf = (lay.macs * (2 * b + 2 * acc) + 2 * rf_reads * b) * e_rf_bit
         moving = torch.where(os_, 2 * b, b + acc)                                   # two operands move per MAC
-        loads = torch.where(os_, out_elems, torch.where(ws_, lay.kg * lay.t, lay.t * lay.sr) * lay.groups)
+        loads = torch.where(os_, out_elems, torch.where(ws_, lay.kg * lay.taps, lay.taps * lay.sr) * lay.groups)
         e_hop = (lay.macs * moving + loads * b * R) * tech.energy.hop_pj_per_bit    # + stationary loads / drain
         e_gb = w_reads * b * e_gb_bit[..., 0] + in_reads * b * e_gb_bit[..., 1] + out_bits * e_gb_bit[..., 2]
         shape = torch.broadcast_shapes(compute.shape, e_rf.shape, e_gb.shape)

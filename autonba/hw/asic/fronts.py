@@ -20,8 +20,8 @@ from autonba.hw.engines.combine import pareto_2d
 
 if TYPE_CHECKING:
     from autonba.hw.asic.array import AsicArray
-    from autonba.hw.engines.base import Incumbent
     from autonba.hw.asic.space import AsicSpace
+    from autonba.hw.engines.base import Incumbent
 
 Front = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]  # pJ, bits, mapping values, dataflow
 
@@ -30,7 +30,7 @@ class MappingTable:
     """Footprint and per-operand DRAM traffic of every mapping of every layer, costed once."""
 
     def __init__(self, template: AsicArray, space: AsicSpace):
-        self.t, self.sp = template, space
+        self.template, self.sp = template, space
         self.rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []       # per layer: values, fp, traffic
         for layer in range(space.num_layers):
             lay = template.lay.select([layer])
@@ -65,12 +65,12 @@ class MappingTable:
         return self._fronts[key]
 
     def _compute_fronts(self, gb: float, split: float) -> list[Front] | None:
-        t, sp = self.t, self.sp
+        t, sp = self.template, self.sp
         g = torch.tensor([[gb]], dtype=torch.float64)
         s = torch.tensor([[split]], dtype=torch.float64)
         cap = (t.buffer_kib(g, s) * 8192)[0, 0]                                          # (3,)
         pj = t.traffic_pj_per_bit(g, s)[0, 0]                                            # (3,)
-        out = []
+        out: list[Front] = []
         for layer, (vals, fp, tr) in enumerate(self.rows):
             fits = (fp.sum(-1) <= gb * 8192) if split == 0 else (fp <= cap).all(-1)
             if not bool(fits.any()):
@@ -94,7 +94,7 @@ class MappingTable:
         """Array designs (values (n, H)) sharing the buffer configuration of ``fronts``, each with its
         best mapping per layer: the objective (n,; inf over the area budget) and the chosen front
         point per layer (n, L). ``bound``: designs that cannot beat it may keep a worse choice."""
-        sp, t = self.sp, self.t
+        sp, t = self.sp, self.template
         per_layer_df = "dataflow" in sp.map_factors
         n, L = len(hv), sp.num_layers
         col = lambda f: hv[:, sp.hw_index(f)].unsqueeze(1)  # noqa: E731
@@ -104,7 +104,7 @@ class MappingTable:
         dfs = torch.zeros((L, P), dtype=torch.float64)
         for layer, f in enumerate(fronts):
             e_tr[layer, :len(f[0])], bits[layer, :len(f[0])] = f[0], f[1]
-            if per_layer_df:
+            if per_layer_df and f[3] is not None:
                 dfs[layer, :len(f[0])] = f[3]
         if per_layer_df:  # compute costs per front point's dataflow
             R, C, rf = (col(x).unsqueeze(-1) for x in ("rows", "cols", "rf_bytes"))

@@ -83,7 +83,7 @@ class AsicResult:
         return fig
 
     @classmethod
-    def from_design(cls, template: AsicArray, design: tuple[torch.Tensor, torch.Tensor], **search: Any) -> "AsicResult":
+    def from_design(cls, template: AsicArray, design: tuple[torch.Tensor, torch.Tensor], **search: Any) -> AsicResult:
         hv, mv = (x.unsqueeze(0) for x in design)
         ev = template.evaluate(hv, mv)
         sp, lay, tech = template.space, template.lay, template.tech

@@ -9,15 +9,16 @@ reads. Categorical factors travel as codes and appear in design files by name.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 
 from autonba.errors import AutonbaError
+from autonba.hw.asic.cycles import DATAFLOWS
 from autonba.hw.space import nearest
 from autonba.hw.workload import integral
 
-DATAFLOWS = ("os", "ws", "is")
 GB_SPLITS = ("shared", "equal", "w-heavy", "i-heavy", "o-heavy")
 # (weights, inputs, outputs) fractions of the global buffer per split; shared: one buffer for all
 SPLIT_FRACTIONS = ((1.0, 1.0, 1.0), (1 / 3, 1 / 3, 1 / 3), (0.5, 0.25, 0.25), (0.25, 0.5, 0.25), (0.25, 0.25, 0.5))
@@ -38,7 +39,7 @@ def _table(lists: list[list[float]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class AsicSpace:
-    def __init__(self, hw: dict[str, list[float]], layers: dict[str, dict[str, list[float]]]):
+    def __init__(self, hw: Mapping[str, Sequence[float]], layers: Mapping[str, Mapping[str, Sequence[float]]]):
         self.hw_factors = tuple(hw)
         self.layer_names = list(layers)
         self.map_factors = tuple(next(iter(layers.values())))
@@ -130,7 +131,7 @@ class AsicSpace:
         return torch.cartesian_prod(*ranges).reshape(-1, len(ranges))
 
     # ---- pins, files ------------------------------------------------------------------
-    def fix(self, pins: dict[str, Any]) -> "AsicSpace":
+    def fix(self, pins: dict[str, Any]) -> AsicSpace:
         """A copy in which each pinned factor takes one value (array factors, or ``order`` /
         ``dataflow`` of every layer)."""
         hw = {f: list(v) for f, v in self.hw_choices.items()}
@@ -147,8 +148,8 @@ class AsicSpace:
                 for d in layers.values():
                     d[f] = [val]
             else:
-                raise AutonbaError(f"--fix: unknown or per-layer design factor '{f}'; allowed: "
-                                   f"{', '.join(self.hw_factors + tuple(x for x in ('order', 'dataflow') if x in self.map_factors))}"
+                pinnable = self.hw_factors + tuple(x for x in ("order", "dataflow") if x in self.map_factors)
+                raise AutonbaError(f"--fix: unknown or per-layer design factor '{f}'; allowed: {', '.join(pinnable)}"
                                    " (give per-layer tiles in a design file)")
         return AsicSpace(hw, layers)
 
@@ -177,8 +178,9 @@ class AsicSpace:
             missing = [n for n in self.layer_names if n not in d["layers"]]
             unknown = [n for n in d["layers"] if n not in self.map_choices]
             if missing or unknown:
+                more = " ..." if self.num_layers > 8 else ""
                 raise AutonbaError(f"{where}: layers missing {missing[:5]}, unknown {unknown[:5]}; the workload's "
-                                   f"layers are {', '.join(self.layer_names[:8])}{' ...' if self.num_layers > 8 else ''}")
+                                   f"layers are {', '.join(self.layer_names[:8])}{more}")
             for i, n in enumerate(self.layer_names):
                 mv[b, i] = torch.tensor(_parse_factors(f"{where}: layer '{n}'", d["layers"][n], self.map_factors,
                                                        lambda f, n=n: self.map_choices[n][f], closed_all=False))

@@ -101,7 +101,7 @@ class Incumbent:
         self.trace: list[tuple[int, float]] = []
 
     @classmethod
-    def at(cls, score: float, design: Any, figure: Callable[[float], float] = float) -> "Incumbent":
+    def at(cls, score: float, design: Any, figure: Callable[[float], float] = float) -> Incumbent:
         """An incumbent that starts from a design with a known objective, without a trace entry."""
         inc = cls(figure)
         inc.best, inc.score = design, score
@@ -134,7 +134,7 @@ def batch_map(f: Callable[..., torch.Tensor], *batches: Any) -> Any:
     return f(*batches)
 
 
-def take(batch: Any, rows: int | torch.Tensor) -> Any:
+def take(batch: Any, rows: int | slice | torch.Tensor) -> Any:
     """Rows of a batch of designs."""
     return batch_map(lambda x: x[rows], batch)
 

@@ -25,11 +25,11 @@ class Front:
     designs: torch.Tensor
 
     @classmethod
-    def empty(cls, num_factors: int) -> "Front":
+    def empty(cls, num_factors: int) -> Front:
         z = torch.zeros(0, dtype=torch.float64)
         return cls(z, z, z, torch.zeros((0, num_factors), dtype=torch.float64))
 
-    def merge(self, cycles, dsp, bram, designs, dsp_cap: float, bram_cap: float) -> "Front":
+    def merge(self, cycles, dsp, bram, designs, dsp_cap: float, bram_cap: float) -> Front:
         """This front plus new points (those over a budget on their own are dropped), re-pruned."""
         keep = (dsp <= dsp_cap + 1e-9) & (bram <= bram_cap + 1e-9)
         c = torch.cat([self.cycles, cycles[keep]])

@@ -22,12 +22,17 @@ has evaluated. The final design is re-evaluated as a whole.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import Field
 
 from autonba.hw.engines.base import Adam, Engine, EngineOptions, Incumbent, Outcome
 from autonba.hw.engines.combine import Front, combine
+
+if TYPE_CHECKING:
+    from autonba.hw.space import DesignSpace
+    from autonba.hw.templates.base import ChunkTemplate
 
 
 class DasOptions(EngineOptions):
@@ -44,6 +49,9 @@ class DasOptions(EngineOptions):
 
 
 class Das(Engine):
+    options: DasOptions
+    template: ChunkTemplate
+    space: DesignSpace
     name = "das"
     Options = DasOptions
     default_budget = 20_480
@@ -83,6 +91,7 @@ class Das(Engine):
                 if n <= 0:
                     break
                 idx, logp = sp.sample(n, logits, self.generator, temp)
+                assert logp is not None  # given logits, sample returns log-probabilities
                 vals = sp.values(idx)
                 ev = t.evaluate(vals)
                 evaluations += n

@@ -21,6 +21,7 @@ class EvolutionOptions(EngineOptions):
 
 
 class Evolution(Engine):
+    options: EvolutionOptions
     name = "evolution"
     Options = EvolutionOptions
 

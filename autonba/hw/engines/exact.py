@@ -1,12 +1,18 @@
 """``exact``: enumerate every chunk's space, keep its Pareto front, combine optimally."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from pydantic import Field
 
 from autonba.errors import Intractable
 from autonba.hw.engines.base import Engine, EngineOptions, Outcome
 from autonba.hw.engines.combine import Front, combine
+
+if TYPE_CHECKING:
+    from autonba.hw.space import DesignSpace
+    from autonba.hw.templates.base import ChunkTemplate
 
 
 class ExactOptions(EngineOptions):
@@ -19,6 +25,10 @@ class Exact(Engine):
     """Provably optimal: the bottleneck it returns is the smallest over the whole chunk template's space.
 
     ``budget`` does not apply (it evaluates each chunk's space once)."""
+    options: ExactOptions
+    template: ChunkTemplate
+    space: DesignSpace
+
 
     name = "exact"
     Options = ExactOptions

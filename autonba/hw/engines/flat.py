@@ -5,6 +5,7 @@ what such a family returns from ``engines()``."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from pydantic import Field
@@ -14,6 +15,9 @@ from autonba.hw.engines.base import Adam, Engine, EngineOptions, Incumbent, Outc
 from autonba.hw.engines.evolution import Evolution
 from autonba.hw.engines.random_search import RandomSearch
 from autonba.registry import Registry
+
+if TYPE_CHECKING:
+    from autonba.hw.factor_space import FactorSpace
 
 
 class FlatDasOptions(EngineOptions):
@@ -28,6 +32,9 @@ class FlatDasOptions(EngineOptions):
 class FlatDas(Engine):
     """Hard Gumbel-max samples of whole designs; the score-function gradient of the expected log of the
     penalised objective (over-budget designs still give a signal), baseline-subtracted and normalised."""
+    options: FlatDasOptions
+    space: FactorSpace
+
 
     name = "das"
     Options = FlatDasOptions
@@ -47,9 +54,10 @@ class FlatDas(Engine):
         logits.requires_grad_(True)
         adam = Adam(logits, o.lr)
         steps = max(1, math.ceil((self.budget - done) / o.batch))
-        for step, (n, done) in enumerate(self.batches(o.batch, "das", start=done)):
+        for step, (n, done) in enumerate(self.batches(o.batch, "das", start=done)):  # noqa: B020
             temp = o.temperature + (o.final_temperature - o.temperature) * step / max(1, steps - 1)
             idx, logp = sp.sample(n, logits, self.generator, temp)
+            assert logp is not None  # given logits, sample returns log-probabilities
             vals = sp.values(idx)
             c = t.cost(vals)
             inc.offer(vals, c.objective, c.feasible, done)
@@ -68,6 +76,9 @@ class FlatExactOptions(EngineOptions):
 
 class FlatExact(Engine):
     """Provably optimal: every design of the space (``budget`` does not apply)."""
+    options: FlatExactOptions
+    space: FactorSpace
+
 
     name = "exact"
     Options = FlatExactOptions

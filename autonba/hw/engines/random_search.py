@@ -12,6 +12,7 @@ class RandomOptions(EngineOptions):
 
 
 class RandomSearch(Engine):
+    options: RandomOptions
     name = "random"
     Options = RandomOptions
 

@@ -103,6 +103,7 @@ class ChunkTemplate(HardwareTemplate):
 
     def figures(self, design: torch.Tensor) -> Figures:
         ev = self.evaluate(design.unsqueeze(0), layers=True)
+        assert ev.layer_cycles is not None
         return Figures(ev.layer_cycles[0], float(ev.layer_cycles[0].sum()), None, None, bool(ev.feasible[0]),
                        {"fps": float(ev.fps[0])})
 
@@ -151,8 +152,8 @@ class ChunkTemplate(HardwareTemplate):
         chunks = torch.arange(self.space.num_chunks)
         parts = [self.chunk_costs(v, chunks, layers) for v in vals.split(self.block)]
         c = parts[0] if len(parts) == 1 else ChunkCosts(
-            *(torch.cat([getattr(p, k) for p in parts]) for k in ("cycles", "dsp", "bram")),
-            torch.cat([p.layer_cycles for p in parts]) if layers else None)
+            *(torch.cat([getattr(p, k) for p in parts]) for k in ("cycles", "dsp", "bram", "layer_cycles")
+              if layers or k != "layer_cycles"))
         total_dsp, total_bram = c.dsp.sum(-1), c.bram.sum(-1)
         bottleneck = c.cycles.max(-1).values
         dsp_cap, bram_cap = self.budgets
@@ -163,6 +164,7 @@ class ChunkTemplate(HardwareTemplate):
     def layer_report(self, vals: torch.Tensor) -> list[dict]:
         """Per-layer figures of one design (values (C, F)); templates add their own fields."""
         ev = self.evaluate(vals.unsqueeze(0), layers=True)
+        assert ev.layer_cycles is not None
         return [{"name": l.name, "chunk": self.chunk_names[int(self.layer_chunk[i])],
                  "cycles": float(ev.layer_cycles[0, i]), "macs": l.macs}
                 for i, l in enumerate(self.workload.layers)]
@@ -182,7 +184,9 @@ class LayerClasses:
         pos = {int(c): i for i, c in enumerate(chunks.tolist())}
         self.layers = torch.tensor([i for i, c in enumerate(layer_chunk.tolist()) if c in pos], dtype=torch.long)
         classes: dict[tuple, int] = {}
-        of_layer, rep, chunk = [], [], []
+        of_layer: list[int] = []
+        rep: list[int] = []
+        chunk: list[int] = []
         for i in self.layers.tolist():
             k = (int(layer_chunk[i]),) + key[i]
             if k not in classes:

@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from autonba.hw.space import DesignSpace
-from autonba.hw.templates.base import ChunkCosts, LayerClasses, ChunkTemplate
+from autonba.hw.templates.base import ChunkCosts, ChunkTemplate, LayerClasses
 from autonba.hw.templates.fpga_common import CONSTRAINTS, FACTORS, LayerTable, allocate_by_rule
 from autonba.hw.workload import Workload
 
@@ -31,7 +31,8 @@ class ChunkOptions(BaseModel):
                                                  "(the reference model fixes 4)")
 
 
-def _pow2_upto(n: int) -> list[int]:
+def _powers_of_two_upto(n: int) -> list[int]:
+    """1, 2, 4, ... up to n (n itself only if a power of two)."""
     out, v = [], 1
     while v <= n:
         out.append(v)
@@ -45,12 +46,12 @@ class FpgaChunk(ChunkTemplate):
 
     def __init__(self, workload: Workload, platform, **options):
         self.options = ChunkOptions(**options)
-        self.t = t = LayerTable(workload)
+        self.dims = dims = LayerTable(workload)
         super().__init__(workload, platform)
-        self._key = [tuple(float(x[i]) for x in (t.N, t.M, t.groups, t.OH, t.OW, t.IH, t.IW, t.K, t.S, t.q, t.dw))
-                     for i in range(len(workload.layers))]
-        self._pad = (t.K // 2) * 2                                          # total padding of a 'same' conv
-        self._macs_per_dsp = torch.tensor([platform.macs_per_dsp_for(int(q)) for q in t.q.tolist()],
+        columns = (dims.N, dims.M, dims.groups, dims.OH, dims.OW, dims.IH, dims.IW, dims.K, dims.S, dims.q, dims.dw)
+        self._key = [tuple(float(x[i]) for x in columns) for i in range(len(workload.layers))]
+        self._pad = (dims.K // 2) * 2                                          # total padding of a 'same' conv
+        self._macs_per_dsp = torch.tensor([platform.macs_per_dsp_for(int(q)) for q in dims.q.tolist()],
                                           dtype=torch.float64)
         self._classes = lru_cache(maxsize=64)(self._make_classes)
 
@@ -58,17 +59,17 @@ class FpgaChunk(ChunkTemplate):
         return allocate_by_rule(workload, self.options.row_split)
 
     def build_space(self) -> DesignSpace:
-        t, cap = self.t, self.options.channel_tile_max
+        dims, cap = self.dims, self.options.channel_tile_max
         chunks = {}
         for ci, c in enumerate(self.chunk_names):
             ls = self.layers_of(ci)
-            oh = sorted({int(v) for v in t.OH[ls].tolist()})
-            ow = sorted({int(v) for v in t.OW[ls].tolist()})
-            rows = sorted(set(_pow2_upto(max(oh))) | set(oh), reverse=True)
-            cols = sorted(set(_pow2_upto(max(ow))) | set(ow), reverse=True)
-            m = _pow2_upto(min(cap, _ceil_pow2(int(t.M[ls].max()))))[::-1]
-            dw = bool(t.dw[ls].all())
-            n = [1] if dw else _pow2_upto(min(cap, _ceil_pow2(int(t.N[ls].max()))))[::-1]
+            oh = sorted({int(v) for v in dims.OH[ls].tolist()})
+            ow = sorted({int(v) for v in dims.OW[ls].tolist()})
+            rows = sorted(set(_powers_of_two_upto(max(oh))) | set(oh), reverse=True)
+            cols = sorted(set(_powers_of_two_upto(max(ow))) | set(ow), reverse=True)
+            m = _powers_of_two_upto(min(cap, _ceil_pow2(int(dims.M[ls].max()))))[::-1]
+            dw = bool(dims.dw[ls].all())
+            n = [1] if dw else _powers_of_two_upto(min(cap, _ceil_pow2(int(dims.N[ls].max()))))[::-1]
             chunks[c] = dict(comp_mode=[0, 1] if dw else [0, 1, 2], Trb=rows, Tcb=cols, Tmb=m, Tnb=n,
                              Tr=rows, Tc=cols, Tm=m, Tn=n)
         return DesignSpace(FACTORS, CONSTRAINTS, chunks, closed=("comp_mode",))
@@ -80,7 +81,7 @@ class FpgaChunk(ChunkTemplate):
     def layer_terms(self, d: torch.Tensor, li: torch.Tensor) -> dict[str, torch.Tensor]:
         """Costs of layers ``li`` (U,) on designs d (..., U, F): cycles, DSP, the three buffers' BRAM,
         multipliers and DRAM bytes. The formulas of docs/cost_models.md, in one place."""
-        dw = self.t.dw[li]
+        dw = self.dims.dw[li]
         if bool(dw.all()) or not bool(dw.any()):
             x = (self._depthwise if bool(dw.all()) else self._standard)(d, li)
         else:  # cost each kind on its own layers only, then put them back in order
@@ -89,7 +90,7 @@ class FpgaChunk(ChunkTemplate):
             axis = d.dim() - 2                                              # the layer axis
             x = {k: torch.empty(d.shape[:-1] + a[k].shape[axis + 1:], dtype=torch.float64)
                  .index_copy_(axis, si, a[k]).index_copy_(axis, di, b[k]) for k in a}
-        q = self.t.q[li]
+        q = self.dims.q[li]
         dram_bytes = x.pop("elems") * q / 8
         x["cycles"] = torch.maximum(x["cycles"], dram_bytes / self.platform.dram_bytes_per_cycle)
         x["dsp"] = torch.ceil(x["mults"] / self._macs_per_dsp[li])
@@ -98,28 +99,28 @@ class FpgaChunk(ChunkTemplate):
 
     def _tiles(self, d: torch.Tensor, li: torch.Tensor) -> dict[str, torch.Tensor]:
         """What both layer kinds share: effective tiles, trip counts, tile halos, port terms."""
-        t, max_ports = self.t, self.options.max_ports
+        dims, max_ports = self.dims, self.options.max_ports
         c, Trb, Tcb, Tmb, Tnb, Tr, Tc, Tm, Tn = d.unbind(-1)
-        OH, OW, K, S, q = t.OH[li], t.OW[li], t.K[li], t.S[li], t.q[li]
-        eRb, eCb, eMb = torch.minimum(Trb, OH), torch.minimum(Tcb, OW), torch.minimum(Tmb, t.M[li])
+        OH, OW, K, S, q = dims.OH[li], dims.OW[li], dims.K[li], dims.S[li], dims.q[li]
+        eRb, eCb, eMb = torch.minimum(Trb, OH), torch.minimum(Tcb, OW), torch.minimum(Tmb, dims.M[li])
         cm, cr = torch.ceil(eMb / Tm), torch.ceil(eRb / Tr)
         tile_out = eMb * eRb * eCb
         s = q / 16
         return dict(c=c, Tnb=Tnb, Tr=Tr, Tm=Tm, Tn=Tn, K=K, K2=K * K, s=s, q=q, eRb=eRb, eCb=eCb, eMb=eMb,
                     cm=cm, cr=cr, tile_out=tile_out,
-                    trips=torch.ceil(OH / Trb) * torch.ceil(OW / Tcb) * torch.ceil(t.M[li] / Tmb),
-                    tri=torch.minimum((eRb - 1) * S + K, t.IH[li] + self._pad[li]),
-                    tci=torch.minimum((eCb - 1) * S + K, t.IW[li] + self._pad[li]),
+                    trips=torch.ceil(OH / Trb) * torch.ceil(OW / Tcb) * torch.ceil(dims.M[li] / Tmb),
+                    tri=torch.minimum((eRb - 1) * S + K, dims.IH[li] + self._pad[li]),
+                    tci=torch.minimum((eCb - 1) * S + K, dims.IW[li] + self._pad[li]),
                     wr_m=(torch.ceil(tile_out / Tm.clamp(2, max_ports)) + eRb * eCb * cm) * s,
                     wr_r=(torch.ceil(tile_out / Tr.clamp(2, max_ports)) + eCb * eMb * cr) * s,
                     bank=float(self.platform.bram_bits))
 
     def _standard(self, d: torch.Tensor, li: torch.Tensor) -> dict[str, torch.Tensor]:
         """Standard and grouped convs (g sequential slices of N -> M channels)."""
-        x, t, P = self._tiles(d, li), self.t, self.options.max_ports
+        x, dims, P = self._tiles(d, li), self.dims, self.options.max_ports
         c, Tr, Tm, Tn, K, K2, s, q = (x[k] for k in ("c", "Tr", "Tm", "Tn", "K", "K2", "s", "q"))
         eRb, eCb, eMb, cm, cr, tri, tci = (x[k] for k in ("eRb", "eCb", "eMb", "cm", "cr", "tri", "tci"))
-        N, g = t.N[li], t.groups[li]
+        N, g = dims.N[li], dims.groups[li]
         eNb = torch.minimum(x["Tnb"], N)
         cn, tN = torch.ceil(eNb / Tn), torch.ceil(N / x["Tnb"])
         m0, m1, m2 = c == 0, c == 1, c == 2
@@ -167,7 +168,8 @@ class FpgaChunk(ChunkTemplate):
         cls, count = self._classes(tuple(chunks.tolist()))
         x = self.layer_terms(vals[:, cls.chunk, :], cls.rep)                 # (B, U), bram (B, U, 3)
         cycles = cls.to_chunks_sum(x["cycles"] * count)
-        bram = sum(cls.to_chunks_max(x["bram"][..., i]) for i in range(3))  # per buffer, sized for the chunk
+        b0, b1, b2 = (cls.to_chunks_max(x["bram"][..., i]) for i in range(3))  # per buffer, sized for the chunk
+        bram = b0 + b1 + b2
         layer_cycles = x["cycles"][:, cls.of_layer] if layers else None
         return ChunkCosts(cycles, cls.to_chunks_max(x["dsp"]), bram, layer_cycles)
 
@@ -175,11 +177,12 @@ class FpgaChunk(ChunkTemplate):
         """Per-layer figures of one design (values (C, F)): cycles, bounds, utilisation, DSP, BRAM."""
         li = torch.arange(len(self.layer_chunk))
         x = self.layer_terms(vals[self.layer_chunk].unsqueeze(0), li)
-        t = self.t
+        dims = self.dims
         # lower bound on traffic: every weight and output once, and every input pixel an output is centred on
-        in_ch = torch.where(t.dw, t.M, t.N * t.groups)
-        centres = torch.minimum(t.IH, (t.OH - 1) * t.S + 1) * torch.minimum(t.IW, (t.OW - 1) * t.S + 1)
-        compulsory = (t.weights + t.M * t.groups * t.OH * t.OW + in_ch * centres) * t.q / 8
+        in_ch = torch.where(dims.dw, dims.M, dims.N * dims.groups)
+        centres = (torch.minimum(dims.IH, (dims.OH - 1) * dims.S + 1)
+                   * torch.minimum(dims.IW, (dims.OW - 1) * dims.S + 1))
+        compulsory = (dims.weights + dims.M * dims.groups * dims.OH * dims.OW + in_ch * centres) * dims.q / 8
         rows = []
         for i, layer in enumerate(self.workload.layers):
             cyc, mults = float(x["cycles"][0, i]), float(x["mults"][0, i])

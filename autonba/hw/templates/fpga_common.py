@@ -16,7 +16,7 @@ def allocate_by_rule(workload: Workload, row_split: int) -> list[str]:
     bitwidth (``a0q6``). Chunks for some layers but not all: an error."""
     given = [layer.chunk for layer in workload.layers]
     if all(given):
-        return given
+        return [str(c) for c in given]
     if any(given):
         missing = [layer.name for layer in workload.layers if not layer.chunk]
         raise AutonbaError(f"workload '{workload.name}': layers {', '.join(missing[:5])}"

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from autonba.errors import AutonbaError
 from autonba.hw.space import DesignSpace
-from autonba.hw.templates.base import ChunkCosts, LayerClasses, ChunkTemplate
+from autonba.hw.templates.base import ChunkCosts, ChunkTemplate, LayerClasses
 from autonba.hw.templates.fpga_common import CONSTRAINTS, FACTORS, LayerTable, allocate_by_rule
 from autonba.hw.workload import Workload
 
@@ -50,11 +50,11 @@ class FpgaLegacy(ChunkTemplate):
 
     def __init__(self, workload: Workload, platform, **options):
         self.options = LegacyOptions(**options)
-        self.t = LayerTable(workload)
+        self.dims = LayerTable(workload)
         super().__init__(workload, platform)
-        t = self.t
-        self._key = [(bool(t.dw[i]), float(t.K[i]), float(t.q[i])) for i in range(len(workload.layers))]
-        self._work = t.OH * t.OW * t.M * t.groups     # R^2 M g: trip-count numerator per layer
+        dims = self.dims
+        self._key = [(bool(dims.dw[i]), float(dims.K[i]), float(dims.q[i])) for i in range(len(workload.layers))]
+        self._work = dims.OH * dims.OW * dims.M * dims.groups     # R^2 M g: trip-count numerator per layer
         self._classes = lru_cache(maxsize=64)(self._make_classes)
 
     def allocate(self, workload: Workload) -> list[str]:
@@ -72,13 +72,13 @@ class FpgaLegacy(ChunkTemplate):
 
     def _make_classes(self, chunks: tuple[int, ...]) -> tuple[LayerClasses, torch.Tensor, torch.Tensor]:
         cls = LayerClasses(self.layer_chunk, torch.tensor(chunks), self._key)
-        return cls, cls.sum(self._work), cls.sum(self._work * self.t.N)
+        return cls, cls.sum(self._work), cls.sum(self._work * self.dims.N)
 
     def class_terms(self, d: torch.Tensor, rep: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-class terms for designs d (..., U, F) and class representatives rep (U,)."""
-        t = self.t
+        dims = self.dims
         c, Trb, Tcb, Tmb, Tnb, Tr, Tc, Tm, Tn = d.unbind(-1)
-        K, q, dw = t.K[rep], t.q[rep], t.dw[rep]
+        K, q, dw = dims.K[rep], dims.q[rep], dims.dw[rep]
         s = q / 16
         K2 = K * K
         tri = torch.maximum(Tr + K - 1, Trb)
@@ -122,7 +122,7 @@ class FpgaLegacy(ChunkTemplate):
         cycles = cls.to_chunks_sum(x["inv_tiles"] * (x["per_work"] * work + x["per_work_n"] * work_n))
         layer_cycles = None
         if layers:
-            lw, ln = self._work[cls.layers], self.t.N[cls.layers]
+            lw, ln = self._work[cls.layers], self.dims.N[cls.layers]
             g = {k: v[:, cls.of_layer] for k, v in x.items()}
             layer_cycles = g["inv_tiles"] * lw * (g["per_work"] + g["per_work_n"] * ln)
         return ChunkCosts(cycles, cls.to_chunks_max(x["dsp"]), cls.to_chunks_max(x["bram"]), layer_cycles)

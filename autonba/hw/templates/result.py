@@ -39,7 +39,7 @@ class FpgaResult:
         return finite_or_null(asdict(self))
 
     @classmethod
-    def from_design(cls, template: ChunkTemplate, vals: torch.Tensor, **search: Any) -> "FpgaResult":
+    def from_design(cls, template: ChunkTemplate, vals: torch.Tensor, **search: Any) -> FpgaResult:
         """The full report of one design (factor values (C, F)) on a template."""
         ev = template.evaluate(vals.unsqueeze(0))
         p = template.platform

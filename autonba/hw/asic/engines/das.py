@@ -7,8 +7,14 @@ import math
 import torch
 from pydantic import Field
 
-from autonba.hw.asic.engines.base import (AsicEngine, Incumbent, array_factors, buffer_configs, buffer_designs,
-                                          offer_buffer)
+from autonba.hw.asic.engines.base import (
+    AsicEngine,
+    Incumbent,
+    array_factors,
+    buffer_configs,
+    buffer_designs,
+    offer_buffer,
+)
 from autonba.hw.asic.fronts import MappingTable
 from autonba.hw.asic.space import AsicSpace
 from autonba.hw.engines.base import Adam, EngineOptions, Outcome
@@ -53,6 +59,8 @@ class AsicDas(AsicEngine):
     single mapping-factor moves in every layer at once (layers are independent given the array),
     each layer keeping its best move. With a budget too small for the buffer stage, the polish
     starts from the best designs of distinct array shapes the sampling saw."""
+    options: DasOptions
+
 
     name = "das"
     Options = DasOptions
@@ -76,7 +84,7 @@ class AsicDas(AsicEngine):
             done = self._polish_starts(inc, starts, done, per_round, bar)
         return inc.outcome(done, area_multiplier=mu, buffers_solved=solved)
 
-    def _sample(self, inc: Incumbent, sample_budget: int, bar) -> tuple[int, float, "_Starts", "_Ranks"]:
+    def _sample(self, inc: Incumbent, sample_budget: int, bar) -> tuple[int, float, _Starts, _Ranks]:
         """The sampling phase, from the warm start if any: ``sample_budget`` evaluations in batches drawn
         from the logits, each followed by a score-function step. Returns the evaluations used, the final
         area multiplier, the best designs per array shape (polish starts) and the ranks of buffers and arrays."""
@@ -109,6 +117,7 @@ class AsicDas(AsicEngine):
                 break
             temp = o.temperature + (o.final_temperature - o.temperature) * step / max(1, steps - 1)
             hw, maps, lp_h, lp_m = sp.sample(n, hl, ml, self.generator, temp)
+            assert lp_h is not None and lp_m is not None  # given logits, sample returns log-probabilities
             hv, mv, ev = self.evaluate(hw, maps)
             done += n
             bar.update(n)
@@ -134,7 +143,7 @@ class AsicDas(AsicEngine):
                 mu = min(1e3, max(1e-2, mu * math.exp(o.dual_lr * (over - 0.1))))
         return done, mu, starts, ranks
 
-    def _polish_starts(self, inc: Incumbent, starts: "_Starts", done: int, per_round: int, bar) -> int:
+    def _polish_starts(self, inc: Incumbent, starts: _Starts, done: int, per_round: int, bar) -> int:
         """Multi-start local search from ``starts``: one round per start in turn (so no start takes the
         whole budget); a start retires when a round does not improve it or after ``polish_rounds``
         rounds. Offers ``inc`` the best result; returns the evaluations used so far."""
@@ -142,22 +151,23 @@ class AsicDas(AsicEngine):
         for h, m, value in starts.best():
             hv, mv = self.space.values(h[None], m[None])
             runs.append(Incumbent.at(value, (hv[0], mv[0])))
-        active = [[local, 0] for local in runs]                                          # start, rounds done
+        rounds = [0] * len(runs)                                                          # rounds done per start
+        active = list(range(len(runs)))
         while active and done + per_round <= self.budget:
-            for entry in list(active):
+            for i in list(active):
                 if done + per_round > self.budget:
                     break
-                improved, used = self._polish(entry[0], done)
+                improved, used = self._polish(runs[i], done)
                 done += used
                 bar.update(used)
-                entry[1] += 1
-                if not improved or entry[1] >= self.options.polish_rounds:
-                    active.remove(entry)
+                rounds[i] += 1
+                if not improved or rounds[i] >= self.options.polish_rounds:
+                    active.remove(i)
         for local in runs:
             inc.propose(local.score, local.best, done)
         return done
 
-    def _buffer_stage(self, inc: Incumbent, ranks: "_Ranks", done: int, bar) -> tuple[int, int]:
+    def _buffer_stage(self, inc: Incumbent, ranks: _Ranks, done: int, bar) -> tuple[int, int]:
         """Cost every mapping of every layer once; screen every buffer configuration with the best
         arrays the sampling saw (each with its best mappings); then cost the configurations in the
         order of the screen exactly (every array design within the area budget, best mappings per
@@ -293,7 +303,9 @@ class AsicDas(AsicEngine):
     def _distinct_shapes(self, moves_h: torch.Tensor, score: torch.Tensor) -> list[int]:
         """The best-scoring moves (indices), at most one per array shape (rows, cols, dataflow): re-optimising
         the mappings pays most where the shape changes, and the best few moves often share one."""
-        out, seen, joint = [], set(), self._joint_factors()
+        out: list[int] = []
+        seen: set[tuple[int, ...]] = set()
+        joint = self._joint_factors()
         for i in torch.argsort(score).tolist():
             if len(out) == self.options.polish_candidates or not math.isfinite(float(score[i])):
                 break
@@ -330,14 +342,14 @@ class AsicDas(AsicEngine):
         joint = [sp.map_index(f) for f in ("tk", "tc", "order")]
         V = [int(sp.map_valid[:, f].sum(-1).max()) for f in joint]
         combos = torch.cartesian_prod(*[torch.arange(v) for v in V])
-        moves = [base.expand(len(combos), L, M).clone()]
-        moves[0][:, :, joint] = combos.unsqueeze(1)
+        parts = [base.expand(len(combos), L, M).clone()]
+        parts[0][:, :, joint] = combos.unsqueeze(1)
         for m in range(M):
             if m not in joint:
                 mm = base.expand(Vm, L, M).clone()
                 mm[:, :, m] = torch.arange(Vm).unsqueeze(1)
-                moves.append(mm)
-        moves = torch.cat(moves)
+                parts.append(mm)
+        moves = torch.cat(parts)
         ok = sp.map_valid.unsqueeze(0).expand(len(moves), -1, -1, -1).gather(-1, moves.unsqueeze(-1)).squeeze(-1)
         allowed = ok.all(-1)                                                               # (n, L)
         moves = torch.where(allowed.unsqueeze(-1), moves, base)
@@ -367,7 +379,7 @@ class _Ranks:
 
     def top_arrays(self, k: int) -> torch.Tensor:
         """The ``k`` best arrays seen (indices of the non-buffer factors), (<= k, H - 2)."""
-        keys = sorted(self.arrays, key=self.arrays.get)[:k]
+        keys = sorted(self.arrays, key=lambda a: self.arrays[a])[:k]
         return torch.tensor(keys, dtype=torch.long).reshape(len(keys), len(self.array_cols))
 
 
@@ -393,7 +405,7 @@ class _Starts:
             self.items = dict(sorted(self.items.items(), key=lambda kv: kv[1][0])[:self.n])
 
     @classmethod
-    def single(cls, value: float, hw: torch.Tensor, maps: torch.Tensor) -> "_Starts":
+    def single(cls, value: float, hw: torch.Tensor, maps: torch.Tensor) -> _Starts:
         """One start: a design given as indices, with its objective."""
         starts = cls(1, [])
         starts.items[()] = (value, hw, maps)

@@ -18,6 +18,8 @@ class ExactOptions(EngineOptions):
 class AsicExact(AsicEngine):
     """Provably optimal over the whole space (``budget`` does not apply): every buffer configuration,
     every array design on it, each with its best mapping per layer (:mod:`autonba.hw.asic.fronts`)."""
+    options: ExactOptions
+
 
     name = "exact"
     Options = ExactOptions
