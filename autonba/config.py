@@ -97,7 +97,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise AutonbaError(f"--set expects KEY=VALUE with a dotted key (e.g. engine_options.steps=500), got '{item}'")
+            raise AutonbaError("--set expects KEY=VALUE with a dotted key (e.g. engine_options.steps=500), "
+                               f"got '{item}'")
         value = parse_value(raw)
         node = data
         parts = key.strip().split(".")

@@ -12,8 +12,9 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 from autonba.config import non_finite
 from autonba.errors import AutonbaError
@@ -36,7 +37,7 @@ def _os_error(e: OSError, path: Path, action: str) -> AutonbaError:
     return AutonbaError(f"cannot {action} {path}: {e.strerror or e}")
 
 
-def _write_via_temp(path: Path, mode: str, write: Callable[[IO], None], what: str) -> None:
+def _write_via_temp(path: Path, mode: str, write: Callable[[IO], object], what: str) -> None:
     """Write through a temp file in the same folder, then rename it over ``path`` (readable as the
     umask allows, like any other file); on any failure ``path`` is untouched and the temp file gone."""
     tmp = None
@@ -151,7 +152,8 @@ def _writable_folder(folder: Path, what: str) -> None:
         raise AutonbaError(f"{what}: cannot write in {folder}: {e.strerror or e}") from None
 
 
-def check_output_file(path: str | Path, what: str, inputs: list[str | Path] = (), force: bool = False) -> None:
+def check_output_file(path: str | Path, what: str, inputs: Sequence[str | Path | None] = (),
+                      force: bool = False) -> None:
     """Before any work: ``path`` can be written, is not a directory nor one of ``inputs``, and holds no
     earlier result unless ``force``."""
     path = Path(path)
@@ -191,7 +193,7 @@ class RunLock:
         self._fd: int | None = None
         self._created = False
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self._created = not self.path.parent.exists()
         check_output_dir(self.path.parent, "run directory")
         while True:

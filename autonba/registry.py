@@ -1,7 +1,8 @@
 """Name -> object registries, so users plug in operations, templates, platforms and engines."""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar, overload
 
 from autonba.errors import AutonbaError
 
@@ -19,6 +20,11 @@ class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
         self._items: dict[str, T] = {}
+
+    @overload
+    def register(self, name: str) -> Callable[[T], T]: ...
+    @overload
+    def register(self, name: str, obj: T) -> T: ...
 
     def register(self, name: str, obj: T | None = None) -> Callable[[T], T] | T:
         def add(item: T) -> T:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import io
 import pickle
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -58,13 +58,17 @@ class DataSplits:
 DATASETS: Registry[Callable[[DataConfig], DataSplits]] = Registry("dataset")
 
 
+def _len(ds: Dataset) -> int:
+    return len(ds)  # type: ignore[arg-type]  # torch's Dataset stub has no __len__; the datasets here all do
+
+
 def load_data(cfg: DataConfig) -> DataSplits:
     splits = DATASETS.get(cfg.name)(cfg)
     g = torch.Generator().manual_seed(cfg.seed)
-    if cfg.train_subset and cfg.train_subset < len(splits.train):
-        splits.train = Subset(splits.train, torch.randperm(len(splits.train), generator=g)[:cfg.train_subset].tolist())
-    if cfg.test_subset and cfg.test_subset < len(splits.test):
-        splits.test = Subset(splits.test, torch.randperm(len(splits.test), generator=g)[:cfg.test_subset].tolist())
+    if cfg.train_subset and cfg.train_subset < _len(splits.train):
+        splits.train = Subset(splits.train, torch.randperm(_len(splits.train), generator=g)[:cfg.train_subset].tolist())
+    if cfg.test_subset and cfg.test_subset < _len(splits.test):
+        splits.test = Subset(splits.test, torch.randperm(_len(splits.test), generator=g)[:cfg.test_subset].tolist())
     base, idx = _base(splits.train)
     if isinstance(base, FolderImages):
         if len(idx) * 3 * cfg.input_size ** 2 <= cfg.cache_mb * 2 ** 20:
@@ -72,15 +76,16 @@ def load_data(cfg: DataConfig) -> DataSplits:
         else:
             bad = base.unreadable(idx)
         test, test_idx = _base(splits.test)
+        assert isinstance(test, FolderImages)  # imagefolder gives both splits as FolderImages
         bad.update(test.unreadable(test_idx))
         if bad:
             raise AutonbaError(_unreadable_message(base.source, bad))
     return splits
 
 
-def _base(ds: Dataset) -> tuple[Dataset, list[int] | range]:
+def _base(ds: Dataset) -> tuple[Dataset, Sequence[int]]:
     """The dataset under a Subset (or ``ds`` itself) and the indices into it."""
-    return (ds.dataset, ds.indices) if isinstance(ds, Subset) else (ds, range(len(ds)))
+    return (ds.dataset, ds.indices) if isinstance(ds, Subset) else (ds, range(_len(ds)))
 
 
 def _unreadable_message(source: Path, bad: dict[str, str], shown: int = 10) -> str:
@@ -91,7 +96,7 @@ def _unreadable_message(source: Path, bad: dict[str, str], shown: int = 10) -> s
 
 
 def _split(ds: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
-    n = len(ds)
+    n = _len(ds)
     k = max(1, min(n - 1, round(n * fraction)))
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return Subset(ds, perm[k:]), Subset(ds, perm[:k])
@@ -129,7 +134,7 @@ class TensorImages(Dataset):
         return x, self.y[i]
 
 
-def _crop_flip(x: torch.Tensor, pad: int = None) -> torch.Tensor:
+def _crop_flip(x: torch.Tensor, pad: int | None = None) -> torch.Tensor:
     """Random crop with zero padding (1/8 of the size) and a random horizontal flip."""
     size = x.shape[-1]
     pad = max(1, size // 8) if pad is None else pad
@@ -238,8 +243,10 @@ class FolderImages(Dataset):
         """Image ``i`` as (3, H, W): floats in [0, 1], or uint8 with ``scaled=False``."""
         from PIL import Image
         img = Image.open(io.BytesIO(self._read(self.items[i][0]))).convert("RGB")
-        img = img.resize((self.size, self.size), Image.BILINEAR)
-        u8 = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(self.size, self.size, 3).permute(2, 0, 1)
+        # Image.BILINEAR is set dynamically (hidden from type checkers); Image.Resampling needs pillow >= 9.1
+        img = img.resize((self.size, self.size), Image.BILINEAR)  # type: ignore[attr-defined]
+        u8 = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+        u8 = u8.view(self.size, self.size, 3).permute(2, 0, 1)
         return u8.float() / 255.0 if scaled else u8
 
     def attempt(self, i: int) -> torch.Tensor | str:
@@ -255,7 +262,7 @@ class FolderImages(Dataset):
         except Exception as e:  # noqa: BLE001 - whatever stops this file decoding makes it unreadable
             return str(e) or type(e).__name__
 
-    def unreadable(self, indices) -> dict[str, str]:
+    def unreadable(self, indices: Sequence[int]) -> dict[str, str]:
         """Why each image at ``indices`` that does not decode fails, by name (decoded one at a time, then dropped)."""
         bad = {self.items[i][0]: why for i in indices if isinstance(why := self.attempt(i), str)}
         self.close()
@@ -270,11 +277,11 @@ class FolderImages(Dataset):
     def __getitem__(self, i: int):
         return _normalise(self.raw(i), self.mean, self.std, self.augment), self.items[i][1]
 
-    def decoded(self, indices) -> tuple[DecodedImages, dict[str, str]]:
+    def decoded(self, indices: Sequence[int]) -> tuple[DecodedImages, dict[str, str]]:
         """The images at ``indices``, decoded now (in this process) and kept as uint8, and why each that does
         not decode fails, by name (its place left black)."""
         u8 = torch.zeros(len(indices), 3, self.size, self.size, dtype=torch.uint8)
-        bad = {}
+        bad: dict[str, str] = {}
         for k, i in enumerate(indices):
             x = self.attempt(i)
             if isinstance(x, str):
@@ -340,7 +347,8 @@ def imagefolder(cfg: DataConfig) -> DataSplits:
     items = {k: sorted((n, index[c]) for n, c in v) for k, v in split.items()}
     probe = FolderImages(src, items["train"], cfg.input_size, torch.zeros(3), torch.ones(3), False)
     g = torch.Generator().manual_seed(cfg.seed)
-    sample = []  # the first 256 readable images of a seeded order (load_data names the unreadable ones)
+    # the first 256 readable images of a seeded order (load_data names the unreadable ones)
+    sample: list[torch.Tensor] = []
     for i in torch.randperm(len(probe), generator=g).tolist():
         if len(sample) == 256:
             break

@@ -27,7 +27,7 @@ class Arch(BaseModel):
     blocks: list[BlockChoice]
 
     @model_validator(mode="after")
-    def _check(self) -> "Arch":
+    def _check(self) -> Arch:
         if len(self.blocks) != self.layout.num_blocks:
             raise ValueError(f"blocks has {len(self.blocks)} entries but the layout has "
                              f"{self.layout.num_blocks} searchable blocks")
@@ -45,7 +45,7 @@ class Arch(BaseModel):
         Path(path).write_text(json.dumps(self.model_dump(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Arch":
+    def load(cls, path: str | Path) -> Arch:
         data = read_json(path, "arch")
         try:
             return cls.model_validate(data)

@@ -32,7 +32,7 @@ class Layout(_Strict):
     fixed_bits: int = Field(8, gt=0, le=32)
 
     @model_validator(mode="after")
-    def _nonempty(self) -> "Layout":
+    def _nonempty(self) -> Layout:
         if not self.stages:
             raise ValueError("stages must list at least one stage")
         return self

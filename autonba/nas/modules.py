@@ -2,7 +2,9 @@
 candidate operations (inverted bottleneck, skip) and the stem-blocks-head network around them."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ class QuantSpec:
     multipath: bool = False
 
     @classmethod
-    def fixed(cls, bits: int) -> "QuantSpec":
+    def fixed(cls, bits: int) -> QuantSpec:
         return cls((int(bits),), torch.ones(1))
 
 
@@ -34,7 +36,8 @@ class QConv2d(nn.Conv2d):
         super().__init__(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
         self.act_range = ActRange()
 
-    def forward(self, x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+    # takes its bitwidths per call: never used as a plain Conv2d
+    def forward(self, x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:  # type: ignore[override]
         lo, hi = self.act_range(x)
         if spec.multipath:
             return sum(spec.coef[j] * self._conv_forward(
@@ -50,7 +53,8 @@ class QLinear(nn.Linear):
         super().__init__(fin, fout)
         self.act_range = ActRange()
 
-    def forward(self, x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
+    # takes its bitwidths per call: never used as a plain Linear
+    def forward(self, x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:  # type: ignore[override]
         lo, hi = self.act_range(x)
         return F.linear(mix_quant(x, spec.coef, spec.bits, "act", lo, hi),
                         mix_quant(self.weight, spec.coef, spec.bits, "weight"), self.bias)
@@ -94,7 +98,7 @@ class Skip(nn.Module):
         self.bn = nn.BatchNorm2d(cout) if self.conv is not None else None
 
     def forward(self, x: torch.Tensor, q: QuantSpec) -> torch.Tensor:
-        return x if self.conv is None else self.bn(self.conv(x, q))
+        return x if self.conv is None or self.bn is None else self.bn(self.conv(x, q))
 
 
 def build_op(name: str, cin: int, cout: int, stride: int) -> nn.Module:
@@ -132,7 +136,7 @@ class QNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, path: list[LayerPath]) -> torch.Tensor:
         x = F.relu(self.stem_bn(self.stem(x, self.fixed)))
-        for layer, lp in zip(self.layers, path, strict=True):
+        for layer, lp in zip(cast(Iterable[nn.ModuleList], self.layers), path, strict=True):
             if lp.op_coef is None:
                 x = layer[lp.ops[0]](x, lp.quant[0])
             else:

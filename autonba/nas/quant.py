@@ -35,6 +35,7 @@ def _qparams(x: torch.Tensor, bits: tuple[int, ...], kind: str, lo: torch.Tensor
             levels = 2 ** (b - 1) - 1
             out.append(None if b >= FULL else ((amax / levels).clamp(min=EPS), zero, -levels, levels))
         return out
+    assert lo is not None and hi is not None  # activations are quantised over a given range
     lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)
     span = (hi - lo).float()
     for b in bits:
@@ -171,6 +172,10 @@ def mix_quant(x: torch.Tensor, coef: torch.Tensor, bits: tuple[int, ...], kind: 
 
 class ActRange(nn.Module):
     """Per-tensor activation range: the batch's in training (also updating an EMA), the EMA in eval."""
+
+    lo: torch.Tensor  # buffers (registered in __init__)
+    hi: torch.Tensor
+    initialised: torch.Tensor
 
     def __init__(self, momentum: float = 0.1):
         super().__init__()

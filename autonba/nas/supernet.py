@@ -84,7 +84,11 @@ class Supernet(nn.Module):
         bits = tuple(self.space.bits)
         ga = _gumbel(self.alpha.shape, generator).to(self.alpha.device)
         gb = _gumbel(self.beta.shape, generator).to(self.beta.device)
-        paths, ops_out, bits_out, act_ops, act_bits = [], [], [], [], []
+        paths: list[LayerPath] = []
+        ops_out: list[int] = []
+        bits_out: list[int] = []
+        act_ops: list[list[int]] = []
+        act_bits: list[list[int]] = []
         for l in range(self.alpha.shape[0]):
             alpha = self.alpha[l] if arch else self.alpha[l].detach()
             beta = self.beta[l] if arch else self.beta[l].detach()

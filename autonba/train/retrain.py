@@ -17,8 +17,9 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,16 @@ from autonba.search.dist import Context, resolve_device
 from autonba.search.runs import epoch_seed, load_run_config, loader
 
 CHECKPOINT = "retrain_checkpoint.pt"
+
+
+class TrainState(TypedDict):
+    """One seed's training progress, checkpointed after every epoch."""
+    epoch: int
+    best_acc: float
+    best_epoch: int
+    best: dict[str, torch.Tensor] | None  # the best-validation weights
+    log: list[dict[str, float]]
+    seconds: float
 
 
 @torch.no_grad()
@@ -93,11 +104,11 @@ def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str]
 def _retrain(run_dir: Path, epochs: int | None, overrides: list[str] | None, resume: bool, force: bool,
              progress: bool | None) -> dict[str, Any]:
     cfg = load_run_config(run_dir)
-    sched = cfg.retrain.model_dump()
-    apply_overrides(sched, overrides or [])
+    raw = cfg.retrain.model_dump()
+    apply_overrides(raw, overrides or [])
     if epochs is not None:
-        sched["epochs"] = epochs
-    sched = validate(RetrainSchedule, sched, "retrain")
+        raw["epochs"] = epochs
+    sched = validate(RetrainSchedule, raw, "retrain")
     arch = Arch.load(run_dir / "arch.json")
     accel, notes = recost(run_dir, cfg, arch)
     device = resolve_device(cfg.device)
@@ -139,6 +150,7 @@ def _retrain(run_dir: Path, epochs: int | None, overrides: list[str] | None, res
         keep(None)
 
     model = DerivedNet(arch).to(device)
+    assert first is not None  # set by the first seed (seeds >= 1)
     model.load_state_dict(first)
     wl = arch.workload()
     layer_bits = {layer.name: layer.bits for layer in wl.layers}
@@ -206,16 +218,17 @@ def recost(run_dir: Path, cfg, arch: Arch) -> tuple[Any, list[str]]:
 
 
 def _train_one(arch: Arch, sched: RetrainSchedule, seed: int, train_part: Dataset, val_part: Dataset,
-               device: torch.device, show: bool, current: dict[str, Any] | None, checkpoint
-               ) -> tuple[DerivedNet, dict[str, Any]]:
+               device: torch.device, show: bool, current: dict[str, Any] | None,
+               checkpoint: Callable[[dict[str, Any] | None], None]) -> tuple[DerivedNet, TrainState]:
     """Train one copy of the network from scratch with ``seed`` (or continue ``current``, a checkpointed
     one); ``checkpoint(current)`` after every epoch. Returns the model with its best-validation weights."""
     torch.manual_seed(seed)
-    # channels-last: about 30% less time per step on CPU for the CIFAR networks
-    model = DerivedNet(arch).to(device, memory_format=torch.channels_last)
+    # channels-last: about 30% less time per step on CPU for the CIFAR networks (Module.to takes memory_format;
+    # torch's overloads omit it)
+    model: DerivedNet = DerivedNet(arch).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.SGD(model.parameters(), lr=sched.lr, momentum=sched.momentum,
                           weight_decay=sched.weight_decay, nesterov=True)
-    state = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "best": None, "log": [], "seconds": 0.0}
+    state: TrainState = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "best": None, "log": [], "seconds": 0.0}
     if current is not None:
         model.load_state_dict(current["model"])
         opt.load_state_dict(current["opt"])
@@ -255,5 +268,6 @@ def _train_one(arch: Arch, sched: RetrainSchedule, seed: int, train_part: Datase
         print(f"retrain{tag} {e + 1:>3}/{sched.epochs} loss {rec['loss']:.3f} | val acc {100 * val:.1f}% | "
               f"{state['seconds']:.0f}s", file=sys.stderr)
         checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "state": state})
+    assert state["best"] is not None  # set after the first epoch (epochs >= 1)
     model.load_state_dict(state["best"])
     return model, state
