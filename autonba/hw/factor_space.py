@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from autonba.errors import AutonbaError
-from autonba.hw.space import nearest
+from autonba.hw.space import gumbel_max, nearest
 
 
 class FactorSpace:
@@ -41,13 +41,7 @@ class FactorSpace:
     def sample(self, n: int, logits: torch.Tensor | None = None, generator: torch.Generator | None = None,
                temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Gumbel-max samples (n, F) and, with ``logits`` (F, V), their log-probabilities (n,)."""
-        base = torch.zeros(self.table.shape, dtype=torch.float64) if logits is None else logits.detach() / temperature
-        u = torch.rand((n, *self.table.shape), generator=generator, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
-        idx = (base - torch.log(-torch.log(u))).masked_fill(~self.valid, float("-inf")).argmax(-1)
-        if logits is None:
-            return idx, None
-        lp = torch.log_softmax((logits / temperature).masked_fill(~self.valid, float("-inf")), -1)
-        return idx, lp.expand(n, -1, -1).gather(-1, idx.unsqueeze(-1)).squeeze(-1).sum(-1)
+        return gumbel_max(n, self.valid, logits, generator, temperature)
 
     def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.sample(n, generator=generator)[0]

@@ -220,6 +220,22 @@ class DesignSpace:
             yield out
 
 
+def gumbel_max(n: int, valid: torch.Tensor, logits: torch.Tensor | None, generator: torch.Generator | None,
+               temperature: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n hard Gumbel-max samples, indices (n, *valid.shape[:-1]), each factor choosing independently among
+    its allowed values (``valid`` (..., F, V)); with ``logits`` (..., F, V), each sample's log-probability
+    summed over the factors, (n, *valid.shape[:-2]). The samplers of the asic-array and flat spaces."""
+    shape = (n, *valid.shape)
+    base = torch.zeros(valid.shape, dtype=torch.float64) if logits is None else logits.detach() / temperature
+    u = torch.rand(shape, generator=generator, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
+    idx = (base - torch.log(-torch.log(u))).masked_fill(~valid, float("-inf")).argmax(-1)
+    if logits is None:
+        return idx, None
+    lp = torch.log_softmax((logits / temperature).masked_fill(~valid, float("-inf")), -1)
+    lp = lp.expand(shape).gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+    return idx, lp.sum(-1)
+
+
 def nearest(table: torch.Tensor, valid: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """Indices of the allowed values (``valid``) of ``table`` (..., V) closest in log scale to given
     values (...); a value present in the table (such as 0, a code) is matched exactly."""

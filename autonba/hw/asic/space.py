@@ -16,7 +16,7 @@ import torch
 
 from autonba.errors import AutonbaError
 from autonba.hw.asic.cycles import DATAFLOWS
-from autonba.hw.space import nearest
+from autonba.hw.space import gumbel_max, nearest
 from autonba.hw.workload import integral
 
 GB_SPLITS = ("shared", "equal", "w-heavy", "i-heavy", "o-heavy")
@@ -86,8 +86,8 @@ class AsicSpace:
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Gumbel-max samples ``(hw (n, H), maps (n, L, M))`` and, with logits, the log-probabilities of
         each sample's array factors (n,) and of each layer's mapping (n, L)."""
-        hw, lp_hw = _gumbel(n, self.hw_valid, hw_logits, generator, temperature)
-        maps, lp_map = _gumbel(n, self.map_valid, map_logits, generator, temperature)
+        hw, lp_hw = gumbel_max(n, self.hw_valid, hw_logits, generator, temperature)
+        maps, lp_map = gumbel_max(n, self.map_valid, map_logits, generator, temperature)
         return hw, maps, lp_hw, lp_map
 
     # ---- what the shared engines need (random, evolution) -----------------------------
@@ -185,18 +185,6 @@ class AsicSpace:
                 mv[b, i] = torch.tensor(_parse_factors(f"{where}: layer '{n}'", d["layers"][n], self.map_factors,
                                                        lambda f, n=n: self.map_choices[n][f], closed_all=False))
         return hv, mv
-
-
-def _gumbel(n, valid, logits, generator, temperature):
-    shape = (n, *valid.shape)
-    base = torch.zeros(valid.shape, dtype=torch.float64) if logits is None else logits.detach() / temperature
-    u = torch.rand(shape, generator=generator, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
-    idx = (base - torch.log(-torch.log(u))).masked_fill(~valid, float("-inf")).argmax(-1)
-    if logits is None:
-        return idx, None
-    lp = torch.log_softmax((logits / temperature).masked_fill(~valid, float("-inf")), -1)
-    lp = lp.expand(shape).gather(-1, idx.unsqueeze(-1)).squeeze(-1)
-    return idx, lp.sum(-1)
 
 
 _BIG = 2 ** 53
