@@ -307,6 +307,22 @@ def test_edp_target_needs_the_asic_template(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_one_spec_metric_at_a_time(tmp_path, capsys):
+    p = write_config(tmp_path, hardware={"template": "asic-array"}, target={"edp_uj_ms": 1.0, "latency_ms": 2.0})
+    assert main(["search", "-c", str(p), "--out", str(tmp_path / "r")]) == 2
+    assert "give at most one of target.latency_ms, target.energy_uj, target.edp_uj_ms" in capsys.readouterr().err
+
+
+def test_spec_metric_direction():
+    """fps is met from above, the other metrics from below; a design that does not fit meets nothing."""
+    fps = SearchConfig(target={"fps": 100.0}).target
+    lat = SearchConfig(hardware={"template": "asic-array"}, target={"latency_ms": 2.0}).target
+    assert fps.metric == "fps" and fps.met(100.0, True) and not fps.met(99.0, True) and not fps.met(1e9, False)
+    assert lat.metric == "latency_ms" and lat.met(2.0, True) and not lat.met(2.1, True)
+    assert fps.over(50.0) == 2.0 and lat.over(1.0) == 0.5
+    assert lat.fields({"latency_ms": 1.5, "fps": 3.0}) == {"target_latency_ms": 2.0, "latency_ms": 1.5}
+
+
 @pytest.mark.parametrize("baseline, sign", [("running-mean", -1.0), ("none", 1.0)])
 def test_cost_gradient_baseline_pushes_the_cheap_likely_choice_up(baseline, sign):
     """Block 0 picks between a likely cheap operation (p = 0.8, cost 1) and an unlikely dear one
