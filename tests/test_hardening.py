@@ -73,8 +73,16 @@ def test_two_searches_on_one_directory_exactly_one_runs(tmp_path):
     out = tmp_path / "shared"
     first = _cli("search", "-c", str(cfg), "--out", str(out), "--no-progress", cwd=tmp_path)
     _wait_for(out / LOCK, first)
-    second = _cli("search", "-c", str(cfg), "--out", str(out), "--no-progress", cwd=tmp_path)
-    _, err2 = second.communicate(timeout=300)
+    t0 = time.time()  # the holder's name is written once the lock is taken
+    while f"pid {first.pid}" not in (out / LOCK).read_text():
+        assert first.poll() is None and time.time() - t0 < 60
+        time.sleep(0.05)
+    first.send_signal(signal.SIGSTOP)  # the first holds the lock while the second starts, however fast it is
+    try:
+        second = _cli("search", "-c", str(cfg), "--out", str(out), "--no-progress", cwd=tmp_path)
+        _, err2 = second.communicate(timeout=300)
+    finally:
+        first.send_signal(signal.SIGCONT)
     _, err1 = first.communicate(timeout=300)
     assert first.returncode == 0, err1
     assert second.returncode == 2
