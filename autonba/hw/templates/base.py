@@ -123,7 +123,8 @@ class ChunkTemplate(HardwareTemplate):
     def adapt(self, design: dict[str, Any]) -> torch.Tensor:
         """A chunk the design lacks (a bitwidth that just appeared) takes the design of the chunk of the
         same kind with the nearest bitwidth, or the smallest design of the chunk if there is none."""
-        sp, chunks = self.space, design["chunks"]
+        sp = self.space
+        chunks = design.get("chunks", design)  # checkpoints written before the interface hold the bare mapping
         rows = []
         for c in self.chunk_names:
             src = chunks.get(c) or _nearest_chunk(c, chunks)
