@@ -29,7 +29,10 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--workload", dest="file", help="workload JSON with a 'layers' list (golden format or native)")
     g.add_argument("--network", help="a zoo network (see 'autonba accel list')")
     g.add_argument("--arch", help="an arch.json written by the NAS derivation")
-    g.add_argument("--bits", type=int, help="uniform bitwidth of a zoo network (default 8)")
+    g.add_argument("--onnx", help="an ONNX or QONNX model: its convolutions and linear layers, at the bitwidths its "
+                                  "Quant / QuantizeLinear nodes state (else --bits)")
+    g.add_argument("--bits", type=int, help="uniform bitwidth of a zoo network, or of an ONNX model's layers whose "
+                                            "bitwidth it does not state (default 8)")
     p.add_argument("--template", help="fpga-chunk (default), fpga-legacy, asic-array or a registered one "
                                       "(see 'autonba accel list')")
     p.add_argument("--platform", help="shipped platform name (zc706, zcu102, ultra96, zc706-legacy; for asic-array "
@@ -101,10 +104,10 @@ def _accel_config(args: argparse.Namespace) -> AccelConfig:
             data = data["accel"]
     wl = data.setdefault("workload", {})
     if not isinstance(wl, dict):
-        raise AutonbaError("config field 'workload' must be a mapping (file / network / arch / bits)")
-    given = {k: getattr(args, k) for k in ("file", "network", "arch") if getattr(args, k)}
+        raise AutonbaError("config field 'workload' must be a mapping (file / network / arch / onnx / bits)")
+    given = {k: getattr(args, k) for k in ("file", "network", "arch", "onnx") if getattr(args, k)}
     if given:
-        for k in ("file", "network", "arch"):
+        for k in ("file", "network", "arch", "onnx"):
             wl.pop(k, None)
         wl.update(given)
     if args.bits is not None:
@@ -139,7 +142,7 @@ def _check_out(args: argparse.Namespace, cfg) -> None:
         return
     out = Path(args.out)
     wl = cfg.workload
-    inputs = [args.config, wl.file, wl.arch, getattr(args, "design", None), cfg.platform]
+    inputs = [args.config, wl.file, wl.arch, wl.onnx, getattr(args, "design", None), cfg.platform]
     check_output_file(out, "--out", inputs, args.force)
     check_output_file(_config_path(out), "--out's config file", inputs, args.force)
 
@@ -162,9 +165,20 @@ def _cmd_search(args: argparse.Namespace) -> None:
 
     cfg = _accel_config(args)
     _check_out(args, cfg)
-    result = run_search(cfg)
+    workload, imported = cfg.workload.resolve()
+    result = run_search(cfg, workload)
     print(result.table(), file=sys.stderr)
-    _emit(args, result.to_dict(), cfg)
+    _emit(args, _with_import(result.to_dict(), imported), cfg)
+
+
+def _with_import(payload: dict[str, Any], imported: dict[str, Any] | None) -> dict[str, Any]:
+    """A result with what an ONNX import costed and did not cost (its operators by count)."""
+    if imported is None:
+        return payload
+    skipped = ", ".join(f"{op} x{n}" for op, n in imported["not_costed"].items())
+    print(f"imported {imported['layers']} layers ({imported['macs']:,} MACs); not costed: {skipped or 'nothing'}",
+          file=sys.stderr)
+    return {**payload, "workload_import": imported}
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
@@ -180,10 +194,12 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     designs = data["designs"] if many else [data]
     if not isinstance(designs, list) or not designs:
         raise AutonbaError(f"design file {args.design}: 'designs' must be a non-empty list")
-    results = run_evaluate(cfg, designs)
+    workload, imported = cfg.workload.resolve()
+    results = run_evaluate(cfg, designs, workload)
     for r in results:
         print(r.table(), file=sys.stderr)
-    _emit(args, {"results": [r.to_dict() for r in results]} if many else results[0].to_dict(), cfg)
+    payload = {"results": [r.to_dict() for r in results]} if many else results[0].to_dict()
+    _emit(args, _with_import(payload, imported), cfg)
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
