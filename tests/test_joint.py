@@ -368,3 +368,14 @@ def test_lambda_updates():
     assert adapt("proportional", 62500) == pytest.approx(0.8)               # 40,000 / 62,500 x 1.25
     assert adapt("proportional", 400000) == 0.5                             # clipped
     assert adapt("proportional", 10000, lam=80.0) == 100.0                  # lambda_max
+
+
+def test_pow2_scales_through_search_and_retraining(tmp_path):
+    """quant_scales: pow2 reaches the supernet, the derived arch.json and the retrained network."""
+    cfg = tiny_config(tmp_path, quant_scales="pow2", search={"epochs": 2, "warmup_epochs": 1})
+    run, r, _ = searched(tmp_path, cfg)
+    assert json.loads((run / "arch.json").read_text())["layout"]["scales"] == "pow2"
+    assert r["arch"]["layout"]["scales"] == "pow2"
+    assert main(["train", str(run), "--epochs", "1", "--no-progress"]) == 0
+    model = torch.load(run / "model.pt", weights_only=False)
+    assert model["arch"]["layout"]["scales"] == "pow2"

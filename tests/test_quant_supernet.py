@@ -284,3 +284,47 @@ def test_supernet_weight_steps_learn():
         opt.step()
         losses.append(float(loss.detach()))
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10
+
+
+def _is_pow2(t: torch.Tensor) -> bool:
+    e = torch.log2(t)
+    return bool(torch.equal(e, torch.round(e)))
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_pow2_quantiser_is_fixed_point(bits):
+    """Power-of-two scales, zero points 0, values on the integer grid, and no clipping of the range's ends:
+    weights signed per channel, a non-negative activation unsigned, a signed one signed."""
+    from autonba.nas.quant import _qparams, plain_quantize
+    g = torch.Generator().manual_seed(bits)
+    w = torch.randn(8, 4, 3, 3, generator=g)
+    (scale, zero, qmin, qmax), = _qparams(w, (bits,), "weight", None, None, pow2=True)
+    assert _is_pow2(scale) and not zero.any() and (qmin, qmax) == (-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1)
+    assert (w.abs().flatten(1).amax(1) <= qmax * scale).all()
+    q, _ = quantize(w, bits, "weight", pow2=True)
+    steps = q / scale.view(-1, 1, 1, 1)
+    assert torch.equal(steps, torch.round(steps)) and steps.abs().max() <= qmax
+    for x, signed in ((torch.rand(2, 4, 5, 5, generator=g) * 3, False), (torch.randn(2, 4, 5, 5, generator=g), True)):
+        lo, hi = x.min(), x.max()
+        (scale, zero, qmin, qmax), = _qparams(x, (bits,), "act", lo, hi, pow2=True)
+        assert _is_pow2(scale) and int(zero) == 0
+        assert (qmin < 0) == signed and qmax * scale >= hi and (not signed or qmin * scale <= lo)
+        q, inside = quantize(x, bits, "act", lo, hi, pow2=True)
+        assert inside.all() and torch.equal(q / scale, torch.round(q / scale))
+        assert torch.equal(plain_quantize(x, bits, "act", lo, hi, pow2=True), q)   # the ONNX form agrees
+    assert not _is_pow2(_qparams(w, (bits,), "weight", None, None)[0][0])    # float scales stay the default
+
+
+def test_pow2_scales_go_from_the_layout_into_every_quantised_layer():
+    space = load_space("small")
+    data = space.model_dump()
+    data["layout"]["scales"] = "pow2"
+    pow2 = SearchSpace.model_validate(data)
+    net = Supernet(pow2)
+    from autonba.nas.modules import QConv2d, QLinear
+    layers = [m for m in net.modules() if isinstance(m, (QConv2d, QLinear))]
+    assert layers and all(m.pow2 for m in layers)
+    arch = net.derive()
+    assert arch.layout.scales == "pow2" and Arch.model_validate_json(arch.model_dump_json()).layout.scales == "pow2"
+    assert all(m.pow2 for m in DerivedNet(arch).modules() if isinstance(m, (QConv2d, QLinear)))
+    assert not any(m.pow2 for m in Supernet(space).modules() if isinstance(m, (QConv2d, QLinear)))

@@ -1,6 +1,8 @@
 """Stage layout of a network family (stem, stages of blocks, head, classifier)."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -30,6 +32,9 @@ class Layout(_Strict):
     stages: list[Stage]
     head_channels: int = Field(1504, gt=0)
     fixed_bits: int = Field(8, gt=0, le=32)
+    scales: Literal["float", "pow2"] = Field(
+        "float", description="quantiser scales: float (ranges of each tensor) or pow2 (powers of two with zero "
+                             "points 0: fixed point, which FPGA datapaths and hls4ml compute exactly)")
 
     @model_validator(mode="after")
     def _nonempty(self) -> Layout:

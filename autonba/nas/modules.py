@@ -30,7 +30,10 @@ class QuantSpec:
 
 
 class QConv2d(nn.Conv2d):
-    """A conv whose weights (per output channel) and input (per tensor) are fake-quantised."""
+    """A conv whose weights (per output channel) and input (per tensor) are fake-quantised (``pow2``:
+    with power-of-two scales, set by the network from its layout)."""
+
+    pow2 = False
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
         super().__init__(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
@@ -41,14 +44,16 @@ class QConv2d(nn.Conv2d):
         lo, hi = self.act_range(x)
         if spec.multipath:
             return sum(spec.coef[j] * self._conv_forward(
-                mix_quant(x, spec.coef.new_ones(1), (b,), "act", lo, hi),
-                mix_quant(self.weight, spec.coef.new_ones(1), (b,), "weight"), None)
+                mix_quant(x, spec.coef.new_ones(1), (b,), "act", lo, hi, self.pow2),
+                mix_quant(self.weight, spec.coef.new_ones(1), (b,), "weight", pow2=self.pow2), None)
                 for j, b in enumerate(spec.bits))
-        return self._conv_forward(mix_quant(x, spec.coef, spec.bits, "act", lo, hi),
-                                  mix_quant(self.weight, spec.coef, spec.bits, "weight"), None)
+        return self._conv_forward(mix_quant(x, spec.coef, spec.bits, "act", lo, hi, self.pow2),
+                                  mix_quant(self.weight, spec.coef, spec.bits, "weight", pow2=self.pow2), None)
 
 
 class QLinear(nn.Linear):
+    pow2 = False
+
     def __init__(self, fin: int, fout: int):
         super().__init__(fin, fout)
         self.act_range = ActRange()
@@ -56,8 +61,8 @@ class QLinear(nn.Linear):
     # takes its bitwidths per call: never used as a plain Linear
     def forward(self, x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:  # type: ignore[override]
         lo, hi = self.act_range(x)
-        return F.linear(mix_quant(x, spec.coef, spec.bits, "act", lo, hi),
-                        mix_quant(self.weight, spec.coef, spec.bits, "weight"), self.bias)
+        return F.linear(mix_quant(x, spec.coef, spec.bits, "act", lo, hi, self.pow2),
+                        mix_quant(self.weight, spec.coef, spec.bits, "weight", pow2=self.pow2), self.bias)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -133,6 +138,9 @@ class QNetwork(nn.Module):
         self.head = QConv2d(last, layout.head_channels, 1)
         self.head_bn = nn.BatchNorm2d(layout.head_channels)
         self.classifier = QLinear(layout.head_channels, layout.num_classes)
+        for m in self.modules():
+            if isinstance(m, (QConv2d, QLinear)):
+                m.pow2 = layout.scales == "pow2"
 
     def forward(self, x: torch.Tensor, path: list[LayerPath]) -> torch.Tensor:
         x = F.relu(self.stem_bn(self.stem(x, self.fixed)))

@@ -9,6 +9,11 @@ straight-through estimator: ``d/dx = g * sum_j coef_j * inside_j(x)``, ``d/dcoef
 Weights are quantised symmetrically per output channel (range from ``max |w|``), activations
 affinely per tensor (range from the batch in training, an EMA of it in evaluation). A zero range
 never divides by zero; 32 bits (or more) means unquantised.
+
+With ``pow2`` (fixed point, what FPGA datapaths and hls4ml compute exactly) every scale is the
+smallest power of two whose grid covers the range, and every zero point is 0: weights per output
+channel on the symmetric signed grid, activations per tensor on the unsigned grid [0, 2^b - 1]
+when the range has no negative value (after a ReLU), else on the signed grid [-2^(b-1), 2^(b-1) - 1].
 """
 from __future__ import annotations
 
@@ -22,18 +27,27 @@ FULL = 32
 QParams = tuple[torch.Tensor, torch.Tensor, int, int]  # scale, zero point, qmin, qmax
 
 
+def pow2_ceil(x: torch.Tensor) -> torch.Tensor:
+    """The smallest power of two >= x (x > 0)."""
+    return torch.pow(2.0, torch.ceil(torch.log2(x)))  # (not exp2: ONNX export lacks it)
+
+
 def _qparams(x: torch.Tensor, bits: tuple[int, ...], kind: str, lo: torch.Tensor | None,
-             hi: torch.Tensor | None) -> list[QParams | None]:
+             hi: torch.Tensor | None, pow2: bool = False) -> list[QParams | None]:
     """Quantisation parameters of every bitwidth (None: unquantised), from one range computation:
     weights symmetric per output channel (max |w|), activations affine per tensor over [lo, hi]
-    widened to include 0 (so that 0 is exact)."""
+    widened to include 0 (so that 0 is exact); with ``pow2``, power-of-two scales, zero points 0."""
     out: list[QParams | None] = []
     if kind == "weight":
         amax = x.detach().abs().flatten(1).amax(1).float()
         zero = torch.zeros_like(amax, dtype=torch.int32)
         for b in bits:
+            if b >= FULL:
+                out.append(None)
+                continue
             levels = 2 ** (b - 1) - 1
-            out.append(None if b >= FULL else ((amax / levels).clamp(min=EPS), zero, -levels, levels))
+            scale = (amax / levels).clamp(min=EPS)
+            out.append((pow2_ceil(scale) if pow2 else scale, zero, -levels, levels))
         return out
     assert lo is not None and hi is not None  # activations are quantised over a given range
     lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)
@@ -41,11 +55,23 @@ def _qparams(x: torch.Tensor, bits: tuple[int, ...], kind: str, lo: torch.Tensor
     for b in bits:
         if b >= FULL:
             out.append(None)
-            continue
-        qmax = 2 ** b - 1
-        scale = (span / qmax).clamp(min=EPS)
-        out.append((scale, torch.clamp(torch.round(-lo / scale), 0, qmax).to(torch.int32), 0, qmax))
+        elif pow2:
+            out.append(_pow2_act(lo.float(), hi.float(), b))
+        else:
+            qmax = 2 ** b - 1
+            scale = (span / qmax).clamp(min=EPS)
+            out.append((scale, torch.clamp(torch.round(-lo / scale), 0, qmax).to(torch.int32), 0, qmax))
     return out
+
+
+def _pow2_act(lo: torch.Tensor, hi: torch.Tensor, b: int) -> QParams:
+    """Fixed-point activation parameters: unsigned b bits when nothing is negative, else signed."""
+    zero = torch.zeros((), dtype=torch.int32, device=lo.device)
+    if bool(lo >= 0):
+        return pow2_ceil((hi / (2 ** b - 1)).clamp(min=EPS)), zero, 0, 2 ** b - 1
+    half = 2 ** (b - 1)
+    scale = torch.maximum(-lo / half, hi / (half - 1) if half > 1 else hi)
+    return pow2_ceil(scale.clamp(min=EPS)), zero, -half, half - 1
 
 
 def _fake_quant(x: torch.Tensor, p: QParams | None, kind: str) -> torch.Tensor:
@@ -97,17 +123,17 @@ def _all_inside(x: torch.Tensor, p: QParams | None, kind: str) -> bool:
 
 
 def quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = None,
-             hi: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+             hi: torch.Tensor | None = None, pow2: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Fake-quantised ``x`` (no autograd) and the mask of elements inside the clipping range."""
-    p = _qparams(x, (bits,), kind, lo, hi)[0]
+    p = _qparams(x, (bits,), kind, lo, hi, pow2)[0]
     mask = _inside(x, p, kind)
     return _fake_quant(x, p, kind), torch.ones_like(x, dtype=torch.bool) if mask is None else mask
 
 
 class _MixQuant(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, coef, bits, kind, lo, hi):
-        params = _qparams(x, bits, kind, lo, hi)
+    def forward(ctx, x, coef, bits, kind, lo, hi, pow2):
+        params = _qparams(x, bits, kind, lo, hi, pow2)
         if len(params) == 1:  # one bitwidth (a derived network, a sampled path): no accumulator
             out = _fake_quant(x, params[0], kind).mul_(coef[0]) if params[0] is not None else x * coef[0]
         else:
@@ -140,13 +166,13 @@ class _MixQuant(torch.autograd.Function):
         gc = None
         if ctx.needs_input_grad[1]:
             gc = torch.stack([(g * _fake_quant(x, p, ctx.kind)).sum() for p in ctx.params])
-        return gx, gc, None, None, None, None
+        return gx, gc, None, None, None, None, None
 
 
 def plain_quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = None,
-                   hi: torch.Tensor | None = None) -> torch.Tensor:
+                   hi: torch.Tensor | None = None, pow2: bool = False) -> torch.Tensor:
     """``quantize`` written with elementary ops (divide, round, clip, multiply), for ONNX export."""
-    p = _qparams(x, (bits,), kind, lo, hi)[0]
+    p = _qparams(x, (bits,), kind, lo, hi, pow2)[0]
     if p is None:
         return x
     scale, zero, qmin, qmax = p
@@ -158,16 +184,17 @@ def plain_quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | Non
 
 
 def mix_quant(x: torch.Tensor, coef: torch.Tensor, bits: tuple[int, ...], kind: str,
-              lo: torch.Tensor | None = None, hi: torch.Tensor | None = None) -> torch.Tensor:
-    """``sum_j coef_j * Q_bits_j(x)`` with a straight-through gradient, in constant memory."""
+              lo: torch.Tensor | None = None, hi: torch.Tensor | None = None, pow2: bool = False) -> torch.Tensor:
+    """``sum_j coef_j * Q_bits_j(x)`` with a straight-through gradient, in constant memory; ``pow2``:
+    power-of-two scales with zero points 0 (fixed point)."""
     if torch.jit.is_tracing():  # ONNX export (no gradients): elementary ops the exporter knows
-        qs = [plain_quantize(x, int(b), kind, lo, hi) for b in bits]
+        qs = [plain_quantize(x, int(b), kind, lo, hi, pow2) for b in bits]
         return qs[0] if len(bits) == 1 else sum(c * q for c, q in zip(coef, qs))
     if len(bits) == 1 and bits[0] >= FULL and not coef.requires_grad:
         return x * coef[0] if float(coef[0]) != 1.0 else x
     z = torch.zeros((), device=x.device)
     return _MixQuant.apply(x, coef.to(x.device, x.dtype), tuple(int(b) for b in bits), kind,
-                           z if lo is None else lo, z if hi is None else hi)
+                           z if lo is None else lo, z if hi is None else hi, pow2)
 
 
 class ActRange(nn.Module):

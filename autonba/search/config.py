@@ -159,6 +159,9 @@ class SearchConfig(_Strict):
     space: str = Field("small", description="shipped search space (small, cifar, imagenet) or a YAML path; "
                                             "input size, channels and classes come from the data")
     bits: list[int] | None = Field(None, description="override the space's bitwidth choices")
+    quant_scales: Literal["float", "pow2"] | None = Field(
+        None, description="override the space's quantiser scales (layout.scales): float, or pow2 for fixed point "
+                          "(what an hls4ml export emulates exactly); the derived arch.json keeps it for retraining")
     data: DataConfig = DataConfig()
     hardware: HardwareSpec = HardwareSpec()
     target: TargetSpec = TargetSpec()

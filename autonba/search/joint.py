@@ -51,6 +51,8 @@ def fit_space(cfg: SearchConfig, splits: DataSplits) -> SearchSpace:
     data = load_space(cfg.space).model_dump()
     data["layout"].update(input_size=splits.input_size, input_channels=splits.channels,
                           num_classes=splits.num_classes)
+    if cfg.quant_scales is not None:
+        data["layout"]["scales"] = cfg.quant_scales
     if cfg.bits is not None:
         data["bits"] = cfg.bits
     return validate(SearchSpace, data, "search space")

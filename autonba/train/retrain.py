@@ -23,6 +23,7 @@ from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -181,6 +182,14 @@ def _retrain(run_dir: Path, epochs: int | None, overrides: list[str] | None, res
     return final
 
 
+def _normalised(arch: Any) -> Any:
+    """An arch as written by any version (fields added since take their defaults); as given if invalid."""
+    try:
+        return Arch.model_validate(arch).model_dump()
+    except ValidationError:
+        return arch
+
+
 def recost(run_dir: Path, cfg, arch: Arch) -> tuple[Any, list[str]]:
     """The hardware figures of the network in ``arch.json`` on the design in ``accelerator.json``,
     costed now (never copied from ``result.json``), and notes on where they differ from the search's."""
@@ -204,7 +213,7 @@ def recost(run_dir: Path, cfg, arch: Arch) -> tuple[Any, list[str]]:
     notes = []
     result = read_json(run_dir / "result.json", "result")
     searched = result.get("arch") if isinstance(result, dict) else None
-    if searched != arch.model_dump():
+    if _normalised(searched) != arch.model_dump():
         notes.append("arch.json is not the network the search derived (result.json): the hardware figures are "
                      "those of arch.json's network on accelerator.json's design")
     said = result.get("fps") if isinstance(result, dict) else None
