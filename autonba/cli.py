@@ -82,9 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a retrain field, e.g. --set lr=0.1 (repeatable)")
     tr.add_argument("--resume", action="store_true", help="continue a killed retraining from its checkpoint")
     tr.add_argument("--force", action="store_true",
-                    help="retrain from scratch, replacing an earlier retraining's final.json, model.pt, model.onnx "
-                         "and checkpoint")
+                    help="retrain from scratch, replacing an earlier retraining's final.json, model.pt, model.onnx, "
+                         "model_qonnx.onnx and checkpoint")
     tr.add_argument("--no-progress", action="store_true")
+
+    ex = sub.add_parser("export", help="the retrained network of a run for hardware flows (QONNX)")
+    ex.add_argument("run_dir")
+    ex.add_argument("--format", choices=["qonnx"], default="qonnx",
+                    help="qonnx: a Quant node on every weight and activation at its searched bitwidth")
+    ex.add_argument("--out", help="file to write (default: RUN_DIR/model_qonnx.onnx)")
+    ex.add_argument("--force", action="store_true", help="replace an existing file at --out")
 
     rp = sub.add_parser("report", help="plots and a Markdown summary of one or more runs")
     rp.add_argument("run_dirs", nargs="+")
@@ -268,6 +275,16 @@ def _cmd_train(args: argparse.Namespace) -> None:
           f"wrote {args.run_dir}/final.json", file=sys.stderr)
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from autonba.deploy.qonnx_export import export_qonnx, load_trained
+    from autonba.io import check_output_file
+
+    out = Path(args.out) if args.out else Path(args.run_dir) / "model_qonnx.onnx"
+    model = load_trained(args.run_dir)
+    check_output_file(out, "--out", [Path(args.run_dir) / "model.pt"], args.force)
+    print(f"wrote {export_qonnx(model, out)}", file=sys.stderr)
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
     from autonba.report.report import write_report
 
@@ -282,7 +299,8 @@ _ONE_LINE = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u202
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {("accel", "search"): _cmd_search, ("accel", "eval"): _cmd_eval, ("accel", "list"): _cmd_list,
-                ("search", None): _cmd_joint_search, ("train", None): _cmd_train, ("report", None): _cmd_report}
+                ("search", None): _cmd_joint_search, ("train", None): _cmd_train, ("report", None): _cmd_report,
+                ("export", None): _cmd_export}
     try:
         handlers[(args.command, getattr(args, "action", None))](args)
     except AutonbaError as e:  # one line, whatever a file's names hold

@@ -75,6 +75,10 @@ def write_atomic(path: str | Path, text: str, what: str = "file") -> None:
     _write_via_temp(Path(path), "w", lambda f: f.write(text), what)
 
 
+def write_atomic_bytes(path: str | Path, data: bytes, what: str = "file") -> None:
+    _write_via_temp(Path(path), "wb", lambda f: f.write(data), what)
+
+
 def finite_or_null(x: Any) -> Any:
     """``x`` with every non-finite float (nested in dicts, lists and tuples) replaced by None: a figure
     that is undefined (the EDP of a network no design fits) or overflows is null in JSON."""

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from autonba.config import apply_overrides, validate
 from autonba.data.datasets import load_data, train_val_split
+from autonba.deploy.qonnx_export import export_qonnx
 from autonba.errors import AutonbaError
 from autonba.io import RunLock, load_checkpoint, read_json, save_checkpoint, write_json
 from autonba.nas.arch import Arch
@@ -81,7 +82,8 @@ def export_onnx(model: DerivedNet, path: Path, metadata: dict[str, Any]) -> None
     onnx.save(m, str(path))
 
 
-OUTPUTS = ("final.json", "model.pt", "model.onnx", CHECKPOINT)
+QONNX = "model_qonnx.onnx"  # the network with a Quant node on every weight and activation (deploy)
+OUTPUTS = ("final.json", "model.pt", "model.onnx", QONNX, CHECKPOINT)
 
 
 def retrain(run_dir: str | Path, epochs: int | None = None, overrides: list[str] | None = None,
@@ -178,6 +180,7 @@ def _retrain(run_dir: Path, epochs: int | None, overrides: list[str] | None, res
     export_onnx(model, run_dir / "model.onnx", {"arch": arch.model_dump(), "layer_bits": layer_bits,
                                                 "fps": accel.fps, "platform": accel.summary()["platform"],
                                                 "test_acc": runs[0]["test_acc"]})
+    export_qonnx(model.cpu(), run_dir / QONNX)
     write_json(run_dir / "final.json", final)
     return final
 

@@ -1,0 +1,1 @@
+"""Deployment: the retrained network as QONNX (and, from it, an hls4ml project)."""
