@@ -97,3 +97,23 @@ def test_train_writes_qonnx_and_export_rewrites_it(tmp_path, capsys):
     assert again.read_bytes() == written.read_bytes()
     assert main(["export", str(tmp_path)]) == 2
     assert "holds no retrained network" in capsys.readouterr().err
+
+
+def test_round_trip_arch_to_qonnx_to_import(tmp_path):
+    """arch.json -> retrain -> QONNX -> --onnx: the same layers (shapes, bitwidths) and the same FPS on the
+    run's accelerator as --arch."""
+    from autonba.hw.onnx_import import import_onnx
+    run, _, _ = searched(tmp_path, tiny_config(tmp_path, quant_scales="pow2", search={"epochs": 2, "warmup_epochs": 1}))
+    assert main(["train", str(run), "--epochs", "1", "--no-progress"]) == 0
+    imported = import_onnx(run / "model_qonnx.onnx")
+    assert imported.not_costed.keys() <= {"Quant", "BatchNormalization", "Relu", "Add", "Reshape", "Transpose",
+                                          "GlobalAveragePool", "Flatten", "Identity"}
+    shape = lambda wl: [(x.in_ch, x.out_ch, x.in_h, x.in_w, x.out_h, x.out_w, x.kernel, x.stride, x.groups,  # noqa
+                         x.bits) for x in wl.layers]
+    assert shape(imported.workload) == shape(Arch.load(run / "arch.json").workload())
+    fps = {}
+    for src in (["--arch", str(run / "arch.json")], ["--onnx", str(run / "model_qonnx.onnx")]):
+        out = tmp_path / f"{src[0][2:]}.json"
+        assert main(["accel", "eval", *src, "--design", str(run / "accelerator.json"), "--out", str(out)]) == 0
+        fps[src[0]] = json.loads(out.read_text())["fps"]
+    assert fps["--arch"] == fps["--onnx"] == json.loads((run / "result.json").read_text())["fps"]
