@@ -97,6 +97,11 @@ def test_train_writes_qonnx_and_export_rewrites_it(tmp_path, capsys):
     assert again.read_bytes() == written.read_bytes()
     assert main(["export", str(tmp_path)]) == 2
     assert "holds no retrained network" in capsys.readouterr().err
+    # the same network retrained with float scales: same hardware, other quantisers, no warning
+    assert main(["train", str(run), "--epochs", "1", "--force", "--set", "quant_scales=float", "--no-progress"]) == 0
+    final = json.loads((run / "final.json").read_text())
+    assert final["quant_scales"] == "float" and not final["hardware_notes"]
+    assert torch.load(run / "model.pt", weights_only=False)["arch"]["layout"]["scales"] == "float"
 
 
 def test_round_trip_arch_to_qonnx_to_import(tmp_path):

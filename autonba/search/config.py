@@ -144,6 +144,9 @@ class RetrainSchedule(_Strict):
     workers: int = Field(0, ge=0, le=MAX_WORKERS)
     seeds: int = Field(1, ge=1, description="train the derived network this many times from scratch (seeds: the "
                                             "run's seed, +1, ...) and report the mean test accuracy")
+    quant_scales: Literal["float", "pow2"] | None = Field(
+        None, description="retrain with other quantiser scales than the search's (arch.json's layout.scales), e.g. "
+                          "--set quant_scales=pow2 to measure what fixed point costs; the hardware is the same")
 
 
 class SearchConfig(_Strict):

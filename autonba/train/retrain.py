@@ -114,6 +114,8 @@ def _retrain(run_dir: Path, epochs: int | None, overrides: list[str] | None, res
     sched = validate(RetrainSchedule, raw, "retrain")
     arch = Arch.load(run_dir / "arch.json")
     accel, notes = recost(run_dir, cfg, arch)
+    if sched.quant_scales is not None:  # the same network and hardware, other quantisers
+        arch = arch.model_copy(update={"layout": arch.layout.model_copy(update={"scales": sched.quant_scales})})
     device = resolve_device(cfg.device)
     show = sys.stderr.isatty() if progress is None else progress
 
@@ -174,6 +176,7 @@ def _retrain(run_dir: Path, epochs: int | None, overrides: list[str] | None, res
         "bitops": sum(layer.bitops for layer in wl.layers),
         "model_bits": sum(layer.weights * layer.bits for layer in wl.layers),
         "layer_bits": layer_bits, "ops": [b.op for b in arch.blocks], "bits": [b.bits for b in arch.blocks],
+        "quant_scales": arch.layout.scales,
         "schedule": sched.model_dump(), "log": runs[0]["log"],
     }
     save_checkpoint(run_dir / "model.pt", {"arch": arch.model_dump(), "state_dict": model.state_dict()})
