@@ -232,7 +232,8 @@ def test_train_several_seeds_and_resume_after_a_kill(tmp_path, finished, monkeyp
     runs = []
     for name in ("full", "killed"):
         runs.append(tmp_path / name)
-        shutil.copytree(finished, runs[-1], ignore=shutil.ignore_patterns("final.json", "model.*", "retrain_*"))
+        shutil.copytree(finished, runs[-1],
+                        ignore=shutil.ignore_patterns("final.json", "model.*", "model_*", "retrain_*"))
     full = rt.retrain(runs[0], epochs=2, overrides=["seeds=2"], progress=False)
     assert full["seeds"] == [3, 4] and len(full["per_seed"]) == 2
     assert full["test_acc"] == pytest.approx(sum(p["test_acc"] for p in full["per_seed"]) / 2)
