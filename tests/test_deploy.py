@@ -55,7 +55,7 @@ def test_qonnx_executes_equal_to_pytorch(scales, bits):
         ref = net(x).numpy()
     model = to_qonnx(net, batch=64)
     quant = [n for n in model.graph.node if n.op_type == "Quant"]
-    convs = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "MatMul")]
     assert len(quant) == 2 * len(convs)                  # every weight and every layer input
     out = run_qonnx(model, x.numpy())
     clean = cleanup_model(ModelWrapper(model))

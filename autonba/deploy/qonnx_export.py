@@ -4,7 +4,8 @@ bitwidth), with the scales and zero points the network's quantisers use in evalu
 
 The graph is written from the modules, not traced: Conv (per-layer groups, stride, 'same' padding),
 BatchNormalization, Relu, residual Add, the channel shuffle of grouped blocks (Reshape, Transpose,
-Reshape), GlobalAveragePool, Flatten and Gemm. ``Quant`` follows QONNX's definition
+Reshape), GlobalAveragePool, Flatten, and MatMul + Add for the classifier (hls4ml reads no Gemm).
+``Quant`` follows QONNX's definition
 (``clamp(round(x / scale + zeropt)) - zeropt) * scale``, round half to even) and reproduces the
 quantisers: weights signed and narrow per output channel, activations unsigned with an integer zero
 point (float scales) or on the fixed-point grid (``layout.scales: pow2``, zero point 0).
@@ -71,13 +72,17 @@ def _act_quant(g: _Graph, x: str, m: QConv2d | QLinear, bits: int, stem: str) ->
 
 
 def _weight(g: _Graph, m: QConv2d | QLinear, bits: int, stem: str) -> str:
-    w = g.const(f"{stem}_w", m.weight.detach().cpu().float().numpy())
+    """The quantised weight: (K, C/g, k, k) for a conv; (in, out) for a linear layer, as MatMul takes it."""
+    w = m.weight.detach().cpu().float().numpy()
+    linear = isinstance(m, QLinear)
+    name = g.const(f"{stem}_w", w.T if linear else w)
     if bits >= FULL:
-        return w
+        return name
     p = _qparams(m.weight, (bits,), "weight", None, None, m.pow2)[0]
     assert p is not None
-    scale = p[0].cpu().numpy().reshape(-1, *([1] * (m.weight.dim() - 1)))
-    return g.quant(w, scale, np.zeros_like(scale), bits, signed=True, narrow=True, stem=f"{stem}_wq")
+    scale = p[0].cpu().numpy()
+    scale = scale.reshape(1, -1) if linear else scale.reshape(-1, *([1] * (w.ndim - 1)))   # per output channel
+    return g.quant(name, scale, np.zeros_like(scale), bits, signed=True, narrow=True, stem=f"{stem}_wq")
 
 
 def _conv(g: _Graph, x: str, m: QConv2d, bits: int, stem: str) -> str:
@@ -85,7 +90,7 @@ def _conv(g: _Graph, x: str, m: QConv2d, bits: int, stem: str) -> str:
     p = m.padding[0]
     assert isinstance(p, int)
     return g.node("Conv", [_act_quant(g, x, m, bits, stem), _weight(g, m, bits, stem)], stem,
-                  kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p], group=m.groups)
+                  kernel_shape=[k, k], strides=[s, s], pads=[p, p, p, p], dilations=[1, 1], group=m.groups)
 
 
 def _bn(g: _Graph, x: str, bn: torch.nn.BatchNorm2d, stem: str) -> str:
@@ -142,8 +147,9 @@ def to_qonnx(model: DerivedNet, batch: int = 1) -> Any:
     y = g.node("Relu", [_bn(g, _conv(g, y, net.head, fixed, "head"), net.head_bn, "head_bn")], "head")
     y = g.node("Flatten", [g.node("GlobalAveragePool", [y], "pool")], "flatten")
     fc = net.classifier
-    logits = g.node("Gemm", [_act_quant(g, y, fc, fixed, "classifier"), _weight(g, fc, fixed, "classifier"),
-                             g.const("classifier_b", fc.bias.detach().cpu().float().numpy())], "classifier", transB=1)
+    y = g.node("MatMul", [_act_quant(g, y, fc, fixed, "classifier"), _weight(g, fc, fixed, "classifier")],
+               "classifier")
+    logits = g.node("Add", [y, g.const("classifier_b", fc.bias.detach().cpu().float().numpy())], "classifier")
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
     graph = helper.make_graph(
         g.nodes, "autonba", [helper.make_tensor_value_info(x, TensorProto.FLOAT, [batch, layout.input_channels,
