@@ -369,6 +369,12 @@ def test_lambda_updates():
     assert adapt("proportional", 62500) == pytest.approx(0.8)               # 40,000 / 62,500 x 1.25
     assert adapt("proportional", 400000) == 0.5                             # clipped
     assert adapt("proportional", 10000, lam=80.0) == 100.0                  # lambda_max
+    # a design that does not fit its platform meets no spec, however fast (fixed-accel carries one over)
+    cfg = SearchConfig.model_validate({"target": {"fps": 40000}})
+    costing = Costing(cfg, load_space("small"))
+    assert costing.meets({"fps": 90000, "accel_feasible": True})
+    assert not costing.meets({"fps": 90000, "accel_feasible": False})
+    assert costing.adapt(1.0, {"fps": 90000, "accel_feasible": False}) == 2.0
 
 
 def test_pow2_scales_through_search_and_retraining(tmp_path):
