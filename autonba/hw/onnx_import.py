@@ -74,7 +74,7 @@ def import_onnx(model: str | Path | Any, bits: int = 8, name: str | None = None)
     g = model.graph
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     for n in g.node:
-        if n.op_type == "Constant" and n.attribute and n.attribute[0].t.dims is not None:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":  # a tensor constant
             consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
     infos = list(g.value_info) + list(g.input) + list(g.output)
     shapes = {v.name: _dims(v) for v in infos}
@@ -146,7 +146,7 @@ class _Graph:
         attrs = {a.name: _attr(a) for a in n.attribute}
         if n.op_type in ("Gemm", "MatMul"):
             w = n.input[1]
-            if w not in self.consts and not self._constant_behind(w):
+            if self._source(w) not in self.consts:  # a weight is a constant, maybe behind quantisers
                 raise AutonbaError(f"{self.where}: node '{n.name}' ({n.op_type}) multiplies two activations, which no "
                                    "template costs; only a layer with a constant weight is a layer")
             wshape = self._weight_shape(w)
@@ -186,9 +186,6 @@ class _Graph:
         if s is None or any(d is None for d in s):
             raise AutonbaError(f"{self.where}: the shape of weight '{tensor}' is unknown")
         return [int(d or 0) for d in s]
-
-    def _constant_behind(self, tensor: str) -> bool:
-        return self._source(tensor) in self.consts
 
     def _source(self, tensor: str) -> str:
         """The tensor behind quantisers and value-keeping operators (a weight's initializer)."""
