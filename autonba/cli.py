@@ -280,8 +280,8 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from autonba.io import check_output_file
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "model_qonnx.onnx"
+    check_output_file(out, "--out", [Path(args.run_dir) / "model.pt"], args.force)  # before any work
     model = load_trained(args.run_dir)
-    check_output_file(out, "--out", [Path(args.run_dir) / "model.pt"], args.force)
     print(f"wrote {export_qonnx(model, out)}", file=sys.stderr)
 
 

@@ -65,7 +65,8 @@ def _act_quant(g: _Graph, x: str, m: QConv2d | QLinear, bits: int, stem: str) ->
     """The layer's input quantiser in evaluation (its EMA range), or ``x`` when unquantised."""
     if bits >= FULL:
         return x
-    p = _qparams(m.act_range.lo, (bits,), "act", m.act_range.lo, m.act_range.hi, m.pow2)[0]
+    lo, hi = m.act_range.lo, m.act_range.hi
+    p = _qparams(lo, (bits,), "act", lo, hi, m.pow2)[0]  # (an activation's parameters depend on its range only)
     assert p is not None
     scale, zero, qmin, _ = p
     return g.quant(x, float(scale), float(zero), bits, signed=qmin < 0, narrow=False, stem=f"{stem}_in")
