@@ -49,9 +49,10 @@ class _Graph:
         self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
-    def node(self, op: str, inputs: list[str], stem: str, domain: str = "", **attrs: Any) -> str:
+    def node(self, op: str, inputs: list[str], stem: str, domain: str = "", exact: bool = False, **attrs: Any) -> str:
+        """Append a node; its name (and its output's) is ``stem`` when ``exact``, else ``stem`` numbered."""
         from onnx import helper
-        out = self.name(stem)
+        out = stem if exact else self.name(stem)
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, domain=domain, **attrs))
         return out
 
