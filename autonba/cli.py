@@ -42,6 +42,17 @@ def _workload_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--area-mm2", type=float, help="asic-array: area budget in mm2")
 
 
+def _count(text: str) -> int:
+    """A count >= 0 (argparse reports anything else as one error line naming the option)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="autonba", description="Joint search of network, bitwidths and accelerator.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -86,12 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
                          "model_qonnx.onnx and checkpoint")
     tr.add_argument("--no-progress", action="store_true")
 
-    ex = sub.add_parser("export", help="the retrained network of a run for hardware flows (QONNX)")
+    ex = sub.add_parser("export", help="the retrained network of a run for hardware flows (QONNX, hls4ml)")
     ex.add_argument("run_dir")
-    ex.add_argument("--format", choices=["qonnx"], default="qonnx",
-                    help="qonnx: a Quant node on every weight and activation at its searched bitwidth")
-    ex.add_argument("--out", help="file to write (default: RUN_DIR/model_qonnx.onnx)")
-    ex.add_argument("--force", action="store_true", help="replace an existing file at --out")
+    ex.add_argument("--format", choices=["qonnx", "hls4ml"], default="qonnx",
+                    help="qonnx: a Quant node on every weight and activation at its searched bitwidth; hls4ml: an "
+                         "HLS project (Vitis, io_stream) of the fixed-point network, per-layer precisions and reuse "
+                         "factors from the search, its emulation checked bit for bit")
+    ex.add_argument("--out", help="file (qonnx; default RUN_DIR/model_qonnx.onnx) or folder (hls4ml; default "
+                                  "RUN_DIR/hls4ml) to write")
+    ex.add_argument("--force", action="store_true", help="replace an existing file or project at --out")
+    ex.add_argument("--approximate", action="store_true",
+                    help="hls4ml: accept a network no fixed-point datapath computes exactly (float scales), "
+                         "put on power-of-two grids")
+    ex.add_argument("--verify", type=_count, default=64, metavar="N",
+                    help="hls4ml: compile the emulation and compare it with the fixed-point network on N probe "
+                         "images (default 64; 0: write the project only)")
 
     rp = sub.add_parser("report", help="plots and a Markdown summary of one or more runs")
     rp.add_argument("run_dirs", nargs="+")
@@ -278,6 +298,20 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
     from autonba.deploy.qonnx_export import export_qonnx, load_trained
     from autonba.io import check_output_file
+
+    if args.format == "hls4ml":
+        from autonba.deploy.hls4ml_project import MARKER, export_run
+        doc = export_run(args.run_dir, args.out, args.force, args.approximate, args.verify)
+        out = Path(args.out) if args.out else Path(args.run_dir) / "hls4ml"
+        v = doc.get("verify")
+        check = (f"emulation equal to the fixed-point network on {v['equal']}/{v['inputs']} probe images "
+                 f"(compiled in {v['compile_seconds']:.0f} s)" if v else "emulation not compiled (--verify 0)")
+        exact = "exact" if doc["exact"] else "APPROXIMATE (" + "; ".join(doc["notes"]) + ")"
+        print(f"hls4ml project: {len(doc['layers'])} layers, {exact}; {check}\nwrote {out} ({MARKER}: "
+              "per-layer types and reuse factors)", file=sys.stderr)
+        return
+    if args.approximate:
+        raise AutonbaError("--approximate applies to --format hls4ml only")
 
     out = Path(args.out) if args.out else Path(args.run_dir) / "model_qonnx.onnx"
     check_output_file(out, "--out", [Path(args.run_dir) / "model.pt"], args.force)  # before any work

@@ -63,3 +63,6 @@ def test_every_engine_of_every_family(name, engine):
     carried = t.adapt(doc["design"])                     # a design carried over to the same workload is itself
     assert t.to_json(carried) == doc["design"]
     assert isinstance(r.table(), str) and r.summary()["template"] == name
+    rows = doc["layers"]   # what exports read: every layer's MACs and compute cycles
+    assert [x["name"] for x in rows] == [x.name for x in TINY.layers]
+    assert all(x["compute_cycles"] > 0 and x["macs"] == lay.macs for x, lay in zip(rows, TINY.layers))

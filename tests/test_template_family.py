@@ -142,7 +142,8 @@ class Ideal(HardwareTemplate):
 
     def result(self, design: torch.Tensor, **search: Any) -> IdealResult:
         f = self.figures(design)
-        layers = [{"name": x.name, "cycles": float(c)} for x, c in zip(self.workload.layers, f.layer_cycles)]
+        layers = [{"name": x.name, "macs": x.macs, "cycles": float(c), "compute_cycles": float(c)}
+                  for x, c in zip(self.workload.layers, f.layer_cycles)]
         return IdealResult(self.name, self.workload.name, f.feasible, f.fps, f.metrics["latency_ms"],
                            f.metrics["energy_uj"], f.metrics["area_mm2"], self.to_json(design), layers, **search)
 

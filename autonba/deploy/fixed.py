@@ -35,7 +35,7 @@ from torch import nn
 from autonba.errors import AutonbaError
 from autonba.nas.derived import DerivedNet
 from autonba.nas.modules import MBConv, QConv2d, QLinear, Skip
-from autonba.nas.quant import FULL, EPS, _pow2_act
+from autonba.nas.quant import EPS, FULL, _pow2_act
 
 FLOAT32_BITS = 24  # significant bits a float32 holds exactly: weights and biases are written as float32
 
@@ -61,7 +61,10 @@ class Fixed:
     @property
     def shape(self) -> tuple[int, int]:
         """(W, I) of the ap_[u]fixed<W, I> that holds exactly it (I may exceed W or be negative)."""
-        w = (max(self.hi.bit_length(), (-self.lo - 1).bit_length()) + 1) if self.signed else max(1, self.hi.bit_length())
+        if self.signed:
+            w = max(self.hi.bit_length(), (-self.lo - 1).bit_length()) + 1
+        else:
+            w = max(1, self.hi.bit_length())
         return w, w - self.frac
 
     def ap(self, quantiser: bool = False) -> str:
@@ -209,8 +212,12 @@ class FixedNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The logits in float64: every operation is exact, so this is the value any exact
         fixed-point implementation computes."""
+        return self.trace(x)[self.ops[-1].name].flatten(1)
+
+    def trace(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every tensor (float64) of one forward, keyed as ``types()``: ``input``, each op's output,
+        each conv's accumulator before its ReLU."""
         env = {"input": x.double()}
-        y = env["input"]
         for op in self.ops:
             if isinstance(op, Quant):
                 lo, hi = op.limits
@@ -221,14 +228,16 @@ class FixedNet(nn.Module):
                 src = env[op.src]
                 y = (F.linear(src.flatten(1), w, b) if op.dense
                      else F.conv2d(src, w, b, op.stride, op.pad, groups=op.groups))
+                env[f"{op.name}/accum"] = y
                 if op.relu:
                     y = torch.relu(y)
             elif isinstance(op, Add):
                 y = env[op.a] + env[op.b]
             else:
                 y = env[op.src].mean((2, 3), keepdim=True)   # exact: a power-of-two count
+                env[f"{op.name}/accum"] = y
             env[op.name] = y
-        return y.flatten(1)
+        return env
 
 
 def _fold_bn(conv: QConv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarray, np.ndarray]:
@@ -355,8 +364,8 @@ def fold(model: DerivedNet, approximate: bool = False) -> FixedNet:
     y = f.conv(y, net.head, net.head_bn, fixed, "head", "head", relu=True)
     if size & (size - 1) or size == 0:
         if not approximate:
-            raise AutonbaError(f"the global average pool spans {size}x{size} pixels, not a power of two: its mean has no "
-                               "exact fixed-point value; accept approximate emulation")
+            raise AutonbaError(f"the global average pool spans {size}x{size} pixels, not a power of two: its mean "
+                               "has no exact fixed-point value; accept approximate emulation")
         f.notes.append(f"pooling over {size}x{size} pixels: the mean is rounded")
     f.ops.append(Pool("pool", y, size, layout.head_channels))
     f.dense("pool", net.classifier, fixed, "classifier")

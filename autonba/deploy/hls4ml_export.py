@@ -9,7 +9,11 @@ every layer (``FixedNet.types``) and its ``ReuseFactor``.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ import numpy as np
 
 from autonba.deploy.fixed import Add, Conv, FixedNet, Pool, Quant
 from autonba.deploy.qonnx_export import OPSET, QONNX_DOMAIN, _Graph
+from autonba.errors import AutonbaError
 
 INPUT = "image"  # ('input' is a name hls4ml reserves)
 
@@ -111,13 +116,77 @@ def _drop_pixel_transposes(m: Any) -> None:
         m.graph.node.remove(n)
 
 
-def reuse_factor(op: Conv, cycles_per_pixel: float, valid: list[int]) -> int:
-    """The reuse factor (cycles between a multiplier's uses) nearest ``cycles_per_pixel``."""
-    best = min(valid, key=lambda rf: (abs(rf - cycles_per_pixel), rf))
-    return best
+@dataclass
+class LayerPlan:
+    """How one layer of the searched accelerator becomes an hls4ml layer: the multiplications hls4ml
+    schedules per output pixel (``n_in * n_out``), the searched accelerator's compute cycles per output
+    pixel, and the reuse factor nearest them that hls4ml accepts."""
+
+    name: str
+    layer: str
+    n_in: int
+    n_out: int
+    cycles_per_pixel: float | None
+    reuse_factor: int
+    depthwise: bool = False
+
+    @property
+    def multipliers(self) -> int:
+        """Multipliers the layer's products per output pixel share (a depthwise layer computes
+        ``n_in`` products per pixel, one per channel and tap)."""
+        return -(-(self.n_in if self.depthwise else self.n_in * self.n_out) // self.reuse_factor)
 
 
-def hls_config(net: FixedNet, model: Any, reuse: dict[str, int]) -> dict[str, Any]:
+def _mult_size(op: Conv) -> tuple[int, int]:
+    """(n_in, n_out) as hls4ml counts a layer's multiplications per output pixel (a depthwise layer:
+    channels x taps by channels, as its backend validates reuse factors)."""
+    if op.dense:
+        return op.weight.shape[1], op.weight.shape[0]
+    c_in = op.weight.shape[1] * op.groups
+    return c_in * op.spatial_taps, op.weight.shape[0]
+
+
+def valid_reuse_factors(n_in: int, n_out: int) -> list[int]:
+    """The reuse factors hls4ml's Vitis backend accepts for a layer (they divide ``n_in * n_out``)."""
+    import hls4ml
+    backend = hls4ml.backends.get_backend("Vitis")
+    n = n_in * n_out
+    divisors = sorted({d for i in range(1, math.isqrt(n) + 1) if n % i == 0 for d in (i, n // i)})
+    return [rf for rf in divisors if backend._validate_reuse_factor(n_in, n_out, rf)]
+
+
+def plan_layers(net: FixedNet, workload: Any | None, layer_rows: list[dict[str, Any]]) -> list[LayerPlan]:
+    """Every conv and dense layer's reuse factor: the searched accelerator's compute cycles for the
+    layer divided by its output pixels (the cycles between two uses of one multiplier in a pipeline
+    that emits one pixel per that many cycles), rounded to the nearest factor hls4ml accepts (ties:
+    the smaller). Without a figure for a layer (the pooling) it is 1, fully parallel."""
+    rows = {r["name"]: r for r in layer_rows if "compute_cycles" in r}
+    shapes = {lay.name: lay for lay in workload.layers} if workload is not None else {}
+    plans = []
+    for op in net.ops:
+        if not isinstance(op, (Conv, Pool)):
+            continue
+        if isinstance(op, Pool):
+            taps = op.size * op.size
+            plans.append(LayerPlan(op.name, "", op.channels * taps, op.channels, None, 1, True))
+            continue
+        n_in, n_out = _mult_size(op)
+        dw = op.groups > 1
+        row, shape = rows.get(op.layer), shapes.get(op.layer)
+        if row is None or shape is None:
+            plans.append(LayerPlan(op.name, op.layer, n_in, n_out, None, 1, dw))
+            continue
+        target = float(row["compute_cycles"]) / (shape.out_h * shape.out_w)
+        valid = valid_reuse_factors(n_in, n_out)
+        rf = min(valid, key=lambda v: (abs(v - target), v))
+        plans.append(LayerPlan(op.name, op.layer, n_in, n_out, target, rf, dw))
+    return plans
+
+
+def hls_config(net: FixedNet, model: Any, plans: list[LayerPlan], clock_ns: float | None = None) -> dict[str, Any]:
+    """hls4ml's per-layer configuration: the input read as the first quantiser rounds (no double
+    rounding), every conv's accumulator and result at its exact type, every ReLU, residual add and
+    the pooling at theirs, the reuse factors of ``plans``, the Latency strategy."""
     import hls4ml
     cfg = hls4ml.utils.config_from_onnx_model(model, granularity="name", backend="Vitis",
                                               default_precision="fixed<16,6>")
@@ -125,39 +194,69 @@ def hls_config(net: FixedNet, model: Any, reuse: dict[str, int]) -> dict[str, An
     layers = cfg["LayerName"]
     first = net.ops[0]
     assert isinstance(first, Quant)
-    inp = [k for k in layers if k == INPUT]
-    for k in inp:
-        layers[k]["Precision"] = {"result": first.out.ap(quantiser=True)}
+    layers.setdefault(INPUT, {})["Precision"] = {"result": first.out.ap(quantiser=True)}
+    reuse = {p.name: p.reuse_factor for p in plans}
     for op in net.ops:
-        if isinstance(op, Conv):
+        if isinstance(op, (Conv, Pool)):
             acc = types[f"{op.name}/accum"].ap()
-            layers.setdefault(op.name, {})["Precision"] = {"accum": acc, "result": acc}
-            layers[op.name]["ReuseFactor"] = reuse.get(op.name, 1)
-            if op.relu:
+            # a dense layer is hls4ml's MatMul with the bias Add fused into it: both are configured
+            for key in (op.name, f"{op.name}_matmul") if isinstance(op, Conv) and op.dense else (op.name,):
+                layers.setdefault(key, {})["Precision"] = {"accum": acc, "result": acc}
+                layers[key]["ReuseFactor"] = reuse[op.name]
+            if isinstance(op, Conv) and op.relu:
                 layers.setdefault(f"{op.name}_relu", {})["Precision"] = {"result": types[op.name].ap()}
         elif isinstance(op, Add):
             layers.setdefault(op.name, {})["Precision"] = {"result": types[op.name].ap()}
-        elif isinstance(op, Pool):
-            layers.setdefault(op.name, {})["Precision"] = {"accum": types[f"{op.name}/accum"].ap(),
-                                                           "result": types[op.name].ap()}
+    if clock_ns:
+        cfg["Model"]["ClockPeriod"] = clock_ns
     return cfg
 
 
-def export_hls4ml(net: FixedNet, out_dir: str | Path, reuse: dict[str, int] | None = None,
-                  part: str | None = None) -> Any:
+def convert(net: FixedNet, out_dir: str | Path, plans: list[LayerPlan], part: str | None = None,
+            clock_ns: float | None = None) -> Any:
+    """The hls4ml model (project files not yet written) of a fixed-point network."""
     import hls4ml
-    model = hls_ready(to_deploy_qonnx(net))
-    cfg = hls_config(net, model, reuse or {})
     kw: dict[str, Any] = {"part": part} if part else {}
-    hm = hls4ml.converters.convert_from_onnx_model(model, output_dir=str(out_dir), io_type="io_stream",
-                                                   backend="Vitis", hls_config=cfg, project_name="autonba", **kw)
-    return hm, cfg, model
+    # hls4ml prints every layer it reads; qonnx warns of a transpose it leaves (removed here)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = hls_ready(to_deploy_qonnx(net))
+        cfg = hls_config(net, model, plans, clock_ns)
+        hm = hls4ml.converters.convert_from_onnx_model(model, output_dir=str(out_dir), io_type="io_stream",
+                                                       backend="Vitis", hls_config=cfg, project_name="autonba",
+                                                       **kw)
+    want = {p.name: p.reuse_factor for p in plans}
+    for layer in hm.get_layers():
+        name = _origin(layer.name, want)
+        if name is not None and layer.get_attr("reuse_factor") != want[name]:
+            raise AutonbaError(f"hls4ml changed layer {name}'s reuse factor from {want[name]} to "
+                               f"{layer.get_attr('reuse_factor')}")
+    return hm
 
 
-def predict(hm: Any, net: FixedNet, x: np.ndarray) -> np.ndarray:
-    """The emulation's logits for NCHW float64 images."""
+def _origin(hls_name: str, names: dict[str, Any]) -> str | None:
+    """Our layer behind an hls4ml layer ('Conv2D_block1_dw' -> 'block1_dw')."""
+    for prefix in ("", "Conv2D_", "DepthwiseConv2D_", "PointwiseConv2D_", "Dense_"):
+        name = hls_name[len(prefix):] if hls_name.startswith(prefix) else None
+        if name in names:
+            return name
+        if name and name.endswith("_matmul") and name[:-7] in names:
+            return name[:-7]
+    return None
+
+
+def predict(hm: Any, x: np.ndarray) -> np.ndarray:
+    """The emulation's logits (float64) for NCHW images."""
     y = hm.predict(np.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=np.float64))
     return np.asarray(y, dtype=np.float64).reshape(len(x), -1)
 
 
-_ = math
+def probe_inputs(net: FixedNet, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` images drawn uniformly over the first quantiser's range and a quarter beyond it on
+    both sides (saturation included), off its grid (the rounding included)."""
+    first = net.ops[0]
+    assert isinstance(first, Quant)
+    lo, hi = (math.ldexp(v, -first.frac) for v in first.limits)
+    span = hi - lo
+    g = np.random.default_rng(seed)
+    return g.uniform(lo - span / 4, hi + span / 4, size=(count, *net.input_shape))

@@ -23,6 +23,8 @@ class Platform(BaseModel):
     macs_per_dsp: dict[int, int] = {4: 4, 8: 2, 32: 1}
     dram_bytes_per_cycle: float = Field(32.0, ge=1e-6, le=1e30, description="1e30: no DRAM limit")
     bram_bits: int = Field(18432, gt=0, le=BIG, description="bits per BRAM18K bank")
+    part: str | None = Field(None, description="the device's part number, which an HLS project targets "
+                                               "(autonba export --format hls4ml)")
 
     @field_validator("macs_per_dsp")
     @classmethod

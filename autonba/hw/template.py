@@ -85,6 +85,7 @@ class HardwareResult(Protocol):
     feasible: bool
     fps: float
     design: dict[str, Any]
+    layers: list[dict[str, Any]]  # per workload layer: at least name, macs, compute_cycles (no memory stall)
 
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON data (a non-finite figure is null)."""

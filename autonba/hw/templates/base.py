@@ -163,11 +163,13 @@ class ChunkTemplate(HardwareTemplate):
                           self.clock_hz / bottleneck, feasible, c.layer_cycles)
 
     def layer_report(self, vals: torch.Tensor) -> list[dict]:
-        """Per-layer figures of one design (values (C, F)); templates add their own fields."""
+        """Per-layer figures of one design (values (C, F)): the cycles are compute cycles (this model
+        has no memory term); templates add their own fields."""
         ev = self.evaluate(vals.unsqueeze(0), layers=True)
         assert ev.layer_cycles is not None
         return [{"name": l.name, "chunk": self.chunk_names[int(self.layer_chunk[i])],
-                 "cycles": float(ev.layer_cycles[0, i]), "macs": l.macs}
+                 "cycles": float(ev.layer_cycles[0, i]), "compute_cycles": float(ev.layer_cycles[0, i]),
+                 "macs": l.macs}
                 for i, l in enumerate(self.workload.layers)]
 
     def evaluate_chunk(self, chunk: int, vals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

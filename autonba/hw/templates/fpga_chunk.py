@@ -187,7 +187,7 @@ class FpgaChunk(ChunkTemplate):
         for i, layer in enumerate(self.workload.layers):
             cyc, mults = float(x["cycles"][0, i]), float(x["mults"][0, i])
             rows.append(dict(name=layer.name, chunk=self.chunk_names[int(self.layer_chunk[i])], cycles=cyc,
-                             macs=layer.macs, compute_bound_cycles=layer.macs / mults,
+                             macs=layer.macs, compute_cycles=layer.macs / mults,
                              memory_bound_cycles=float(x["dram_bytes"][0, i]) / self.platform.dram_bytes_per_cycle,
                              dram_bytes=float(x["dram_bytes"][0, i]), compulsory_bytes=float(compulsory[i]),
                              multipliers=int(mults), utilisation=layer.macs / (cyc * mults),
