@@ -280,7 +280,7 @@ class _Folder:
         if bits >= FULL or bits > FLOAT32_BITS:
             if not self.approximate:
                 raise AutonbaError(f"layer {layer} computes at {bits} bits: no fixed-point type of a deployable width "
-                                   "holds it exactly (use 16 bits or fewer, or accept approximate emulation)")
+                                   "holds it exactly (use 16 bits or fewer, or accept approximate emulation: --approximate)")
             self.notes.append(f"{layer}: {bits} bits taken as 16")
             return 16
         return bits
@@ -365,7 +365,7 @@ def fold(model: DerivedNet, approximate: bool = False) -> FixedNet:
     if size & (size - 1) or size == 0:
         if not approximate:
             raise AutonbaError(f"the global average pool spans {size}x{size} pixels, not a power of two: its mean "
-                               "has no exact fixed-point value; accept approximate emulation")
+                               "has no exact fixed-point value; accept approximate emulation (--approximate)")
         f.notes.append(f"pooling over {size}x{size} pixels: the mean is rounded")
     f.ops.append(Pool("pool", y, size, layout.head_channels))
     f.dense("pool", net.classifier, fixed, "classifier")
