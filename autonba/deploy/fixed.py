@@ -280,7 +280,7 @@ class _Folder:
         if bits >= FULL or bits > FLOAT32_BITS:
             if not self.approximate:
                 raise AutonbaError(f"layer {layer} computes at {bits} bits: no fixed-point type of a deployable width "
-                                   "holds it exactly (use 16 bits or fewer, or accept approximate emulation: --approximate)")
+                                   "holds it exactly (use 16 bits or fewer, or --approximate)")
             self.notes.append(f"{layer}: {bits} bits taken as 16")
             return 16
         return bits
@@ -339,7 +339,7 @@ def fold(model: DerivedNet, approximate: bool = False) -> FixedNet:
         if not approximate:
             raise AutonbaError("the network was trained with float quantiser scales (layout.scales: float), which no "
                                "fixed-point datapath computes exactly; retrain with '--set quant_scales=pow2' or "
-                               "accept approximate emulation")
+                               "accept approximate emulation (--approximate)")
         f.notes.append("float scales: activations put on the power-of-two grids covering the same ranges")
     fixed = layout.fixed_bits
     y = f.conv("input", net.stem, net.stem_bn, fixed, "stem", "stem", relu=True)
