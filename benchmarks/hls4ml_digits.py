@@ -12,18 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from autonba.data.datasets import load_data
-from autonba.deploy.fixed import fold
-from autonba.deploy.hls4ml_export import convert, plan_layers, predict
-from autonba.deploy.hls4ml_project import _quiet
-from autonba.deploy.qonnx_export import load_trained
+from autonba.deploy.hls4ml_export import convert, predict
+from autonba.deploy.hls4ml_project import _quiet, plan_run
 from autonba.search.runs import load_run_config
-from autonba.train.retrain import recost
 
 
 def main() -> None:
@@ -31,21 +29,19 @@ def main() -> None:
     ap.add_argument("run_dir")
     ap.add_argument("--out", default="/tmp/hls4ml_digits")
     args = ap.parse_args()
-    cfg = load_run_config(args.run_dir)
-    model = load_trained(args.run_dir)
-    approximate = model.arch.layout.scales != "pow2"
-    net = fold(model, approximate)
-    accel, _ = recost(__import__("pathlib").Path(args.run_dir), cfg, model.arch)
-    plans = plan_layers(net, model.arch.workload(), accel.layers)
+    run = Path(args.run_dir)
+    approximate = json.loads((run / "final.json").read_text())["quant_scales"] != "pow2"   # as retrained
+    plan = plan_run(run, approximate)
+    model, net, plans = plan.model, plan.net, plan.layers
     t0 = time.perf_counter()
-    hm = convert(net, args.out, plans)
+    hm = convert(net, args.out, plans, plan.part, plan.clock_ns)
     convert_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with _quiet():
         hm.compile()
     compile_s = time.perf_counter() - t0
     xs, ys = [], []
-    for x, y in DataLoader(load_data(cfg.data).test, batch_size=4096):
+    for x, y in DataLoader(load_data(load_run_config(run).data).test, batch_size=4096):
         xs.append(x.double())
         ys.append(y)
     x, y = torch.cat(xs), torch.cat(ys)

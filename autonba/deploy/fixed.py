@@ -25,17 +25,19 @@ cover the same ranges.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autonba.deploy.qonnx_export import out_size
 from autonba.errors import AutonbaError
 from autonba.nas.derived import DerivedNet
 from autonba.nas.modules import MBConv, QConv2d, QLinear, Skip
-from autonba.nas.quant import EPS, FULL, _pow2_act
+from autonba.nas.quant import EPS, FULL, _qparams
 
 FLOAT32_BITS = 24  # significant bits a float32 holds exactly: weights and biases are written as float32
 
@@ -167,23 +169,16 @@ class Pool:
 Op = Quant | Conv | Add | Pool
 
 
-@dataclass
 class FixedNet(nn.Module):
     """A fixed-point network: ``ops`` in order, each writing the tensor named after it; the input is
-    ``input`` (N, C, H, W) and the output the last op's tensor (the logits)."""
+    ``input`` (N, C, H, W) and the output the last op's tensor (the logits). ``notes``: what an
+    ``approximate`` fold approximated."""
 
-    ops: list[Op]
-    input_shape: tuple[int, int, int]
-    approximate: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
+    def __init__(self, ops: list[Op], input_shape: tuple[int, int, int], approximate: bool = False,
+                 notes: list[str] | None = None):
         super().__init__()
-
-    __hash__ = nn.Module.__hash__
-
-    def convs(self) -> list[Conv]:
-        return [op for op in self.ops if isinstance(op, Conv)]
+        self.ops, self.input_shape = ops, input_shape
+        self.approximate, self.notes = approximate, notes or []
 
     def types(self) -> dict[str, Fixed]:
         """The exact type of every tensor (keyed by the op that writes it) and of every conv's
@@ -270,11 +265,10 @@ def _quant_bias(b: np.ndarray, frac: int) -> tuple[np.ndarray, int]:
 class _Folder:
     """Walks a derived network in order, appending its fixed-point ops."""
 
-    def __init__(self, model: DerivedNet, approximate: bool):
+    def __init__(self, approximate: bool):
         self.ops: list[Op] = []
         self.approximate = approximate
         self.notes: list[str] = []
-        self.types: dict[str, Fixed] = {}
 
     def _check_bits(self, layer: str, bits: int) -> int:
         if bits >= FULL or bits > FLOAT32_BITS:
@@ -285,17 +279,21 @@ class _Folder:
             return 16
         return bits
 
-    def quant(self, src: str, m: QConv2d | QLinear, bits: int, name: str) -> str:
-        p = _pow2_act(m.act_range.lo.clamp(max=0.0).float(), m.act_range.hi.clamp(min=0.0).float(), bits)
-        scale, _, qmin, _ = p
-        frac = -int(round(math.log2(float(scale))))
-        self.ops.append(Quant(name, src, bits, frac, qmin < 0))
+    def _layer(self, src: str, m: QConv2d | QLinear, bits: int, name: str, layer: str, w: np.ndarray,
+               b: np.ndarray, **conv: Any) -> str:
+        """The input quantiser of ``m`` (power-of-two parameters of its EMA range), then the layer with
+        weights ``w`` and bias ``b`` quantised onto grids at ``bits``."""
+        bits = self._check_bits(layer, bits)
+        p = _qparams(m.act_range.lo, (bits,), "act", m.act_range.lo, m.act_range.hi, pow2=True)[0]
+        assert p is not None
+        q = Quant(f"{name}_in", src, bits, -int(round(math.log2(float(p[0])))), p[2] < 0)
+        wq, wfrac = _quant_weight(w, bits)
+        bq, bfrac = _quant_bias(b, q.frac + int(wfrac.max()))
+        self.ops += [q, Conv(name, q.name, layer, bits, wq, wfrac, bq, bfrac, **conv)]
         return name
 
     def conv(self, src: str, m: QConv2d, bn: nn.BatchNorm2d | None, bits: int, name: str, layer: str,
              relu: bool, shuffle: int = 1) -> str:
-        bits = self._check_bits(layer, bits)
-        x = self.quant(src, m, bits, f"{name}_in")
         w, b = _fold_bn(m, bn)
         groups = m.groups
         if 1 < groups < m.in_channels or shuffle > 1:   # grouped 1x1: dense, with the shuffle in its output order
@@ -308,24 +306,13 @@ class _Folder:
                 c = w.shape[0]
                 perm = [(j % shuffle) * (c // shuffle) + j // shuffle for j in range(c)]
                 w, b = w[perm], b[perm]
-        wq, wfrac = _quant_weight(w, bits)
-        xq = self.ops[-1]
-        assert isinstance(xq, Quant)
-        bq, bfrac = _quant_bias(b, xq.frac + int(wfrac.max()))
         pad = m.padding[0]
         assert isinstance(pad, int)
-        self.ops.append(Conv(name, x, layer, bits, wq, wfrac, bq, bfrac, m.stride[0], pad, groups, relu))
-        return name
+        return self._layer(src, m, bits, name, layer, w, b, stride=m.stride[0], pad=pad, groups=groups, relu=relu)
 
     def dense(self, src: str, m: QLinear, bits: int, name: str) -> str:
-        bits = self._check_bits(name, bits)
-        x = self.quant(src, m, bits, f"{name}_in")
-        wq, wfrac = _quant_weight(m.weight.detach().cpu().double().numpy(), bits)
-        xq = self.ops[-1]
-        assert isinstance(xq, Quant)
-        bq, bfrac = _quant_bias(m.bias.detach().cpu().double().numpy(), xq.frac + int(wfrac.max()))
-        self.ops.append(Conv(name, x, name, bits, wq, wfrac, bq, bfrac))
-        return name
+        w, b = (t.detach().cpu().double().numpy() for t in (m.weight, m.bias))
+        return self._layer(src, m, bits, name, name, w, b)
 
 
 def fold(model: DerivedNet, approximate: bool = False) -> FixedNet:
@@ -334,7 +321,7 @@ def fold(model: DerivedNet, approximate: bool = False) -> FixedNet:
     ``approximate``; what was approximated is listed in the result's ``notes``."""
     net, arch = model.net, model.arch
     layout = arch.layout
-    f = _Folder(model, approximate)
+    f = _Folder(approximate)
     if layout.scales != "pow2":
         if not approximate:
             raise AutonbaError("the network was trained with float quantiser scales (layout.scales: float), which no "
@@ -343,26 +330,26 @@ def fold(model: DerivedNet, approximate: bool = False) -> FixedNet:
         f.notes.append("float scales: activations put on the power-of-two grids covering the same ranges")
     fixed = layout.fixed_bits
     y = f.conv("input", net.stem, net.stem_bn, fixed, "stem", "stem", relu=True)
-    size = _out(layout.input_size, net.stem)
+    size = out_size(layout.input_size, net.stem)
     for i, (layer, blk) in enumerate(zip(net.layers, arch.blocks, strict=True)):
         assert isinstance(layer, nn.ModuleList)
         op, stem, q = layer[0], f"block{i}", blk.bits
         if isinstance(op, Skip):
             if op.conv is not None:
                 y = f.conv(y, op.conv, op.bn, q, f"{stem}_skip", f"{stem}.skip", relu=False)
-                size = _out(size, op.conv)
+                size = out_size(size, op.conv)
             continue
         assert isinstance(op, MBConv)
         x = y
         y = f.conv(x, op.expand, op.bn1, q, f"{stem}_expand", f"{stem}.expand", relu=True, shuffle=op.groups)
         y = f.conv(y, op.dw, op.bn2, q, f"{stem}_dw", f"{stem}.dw", relu=True)
-        size = _out(size, op.dw)
+        size = out_size(size, op.dw)
         y = f.conv(y, op.project, op.bn3, q, f"{stem}_project", f"{stem}.project", relu=False)
         if op.residual:
             f.ops.append(Add(f"{stem}_add", x, y))
             y = f"{stem}_add"
     y = f.conv(y, net.head, net.head_bn, fixed, "head", "head", relu=True)
-    if size & (size - 1) or size == 0:
+    if size & (size - 1):
         if not approximate:
             raise AutonbaError(f"the global average pool spans {size}x{size} pixels, not a power of two: its mean "
                                "has no exact fixed-point value; accept approximate emulation (--approximate)")
@@ -371,9 +358,3 @@ def fold(model: DerivedNet, approximate: bool = False) -> FixedNet:
     f.dense("pool", net.classifier, fixed, "classifier")
     shape = (layout.input_channels, layout.input_size, layout.input_size)
     return FixedNet(f.ops, shape, approximate, f.notes).eval()
-
-
-def _out(size: int, m: QConv2d) -> int:
-    p = m.padding[0]
-    assert isinstance(p, int)
-    return (size + 2 * p - m.kernel_size[0]) // m.stride[0] + 1

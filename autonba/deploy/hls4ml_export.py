@@ -40,10 +40,16 @@ def to_deploy_qonnx(net: FixedNet) -> Any:
 
     g = _Graph()
     names: dict[str, str] = {"input": INPUT}
+    pooled = {op.name for op in net.ops if isinstance(op, Pool)}
+
+    def conv(src: str, w: str, b: str, name: str, k: int, stride: int, pad: int, groups: int) -> str:
+        return g.node("Conv", [src, w, b], name, exact=True, kernel_shape=[k, k], strides=[stride] * 2,
+                      pads=[pad] * 4, dilations=[1, 1], group=groups)
+
     for op in net.ops:
         if isinstance(op, Quant):
             src = names[op.src]
-            if src.startswith("pool"):  # the classifier reads the pooled (N, C, 1, 1) tensor flattened
+            if op.src in pooled:  # the classifier reads the pooled (N, C, 1, 1) tensor flattened
                 src = g.node("Flatten", [src], "flatten")
             out = g.node("Quant", [src, g.const(f"{op.name}_scale", 2.0 ** -op.frac),
                                    g.const(f"{op.name}_zeropt", 0.0), g.const(f"{op.name}_bits", float(op.bits))],
@@ -56,21 +62,17 @@ def to_deploy_qonnx(net: FixedNet) -> Any:
                 out = g.node("Add", [g.node("MatMul", [names[op.src], w], f"{op.name}_matmul", exact=True), b],
                              op.name, exact=True)
             else:
-                k = op.weight.shape[2]
-                out = g.node("Conv", [names[op.src], w, b], op.name, exact=True, kernel_shape=[k, k],
-                             strides=[op.stride] * 2, pads=[op.pad] * 4, dilations=[1, 1], group=op.groups)
+                out = conv(names[op.src], w, b, op.name, op.weight.shape[2], op.stride, op.pad, op.groups)
             if op.relu:
                 out = g.node("Relu", [out], f"{op.name}_relu", exact=True)
         elif isinstance(op, Add):
             out = g.node("Add", [names[op.a], names[op.b]], op.name, exact=True)
         else:
             assert isinstance(op, Pool)   # a depthwise conv of weights 1 / pixels: exact, channels-last
-            c = op.channels
-            shift = op.shift
+            c, shift = op.channels, op.shift
             w = _quant_const(g, np.full((c, 1, op.size, op.size), 2.0 ** -shift), shift, 2, f"{op.name}_w")
             b = _quant_const(g, np.zeros(c), 0, 2, f"{op.name}_b")
-            out = g.node("Conv", [names[op.src], w, b], op.name, exact=True, kernel_shape=[op.size] * 2, strides=[1, 1],
-                         pads=[0, 0, 0, 0], dilations=[1, 1], group=c)
+            out = conv(names[op.src], w, b, op.name, op.size, 1, 0, c)
         names[op.name] = out
     logits = names[net.ops[-1].name]   # (hls4ml loses an output behind an Identity)
     c, h, w_ = net.input_shape
@@ -85,8 +87,9 @@ def to_deploy_qonnx(net: FixedNet) -> Any:
 
 
 def hls_ready(model: Any) -> Any:
-    """qonnx's cleanup and channels-last conversion, every node named (hls4ml keys its configuration
-    by node name; the conversion inserts unnamed transposes)."""
+    """qonnx's shape and datatype inference and channels-last conversion (not its cleanup, which
+    renames every node), the one-pixel transposes removed, every node named (hls4ml keys its
+    configuration by node name; the conversion inserts unnamed transposes)."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
     from qonnx.transformation.infer_datatypes import InferDataTypes

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from autonba.deploy.hls4ml_export import LayerPlan, convert, plan_layers, predic
 from autonba.deploy.qonnx_export import load_trained
 from autonba.errors import AutonbaError
 from autonba.io import RunLock, check_output_dir, write_json
+from autonba.nas.derived import DerivedNet
 
 MARKER = "deploy.json"
 
@@ -66,35 +68,55 @@ def layer_table(net: FixedNet, plans: list[LayerPlan]) -> list[dict[str, Any]]:
     return rows
 
 
-def export_run(run_dir: str | Path, out: str | Path | None = None, force: bool = False,
-               approximate: bool = False, verify: int = 64) -> dict[str, Any]:
-    """Write the hls4ml project of a run's retrained network; with ``verify`` > 0, compile its
-    emulation and compare it with the fixed-point reference on that many probe images."""
+@dataclass
+class Plan:
+    """What a run's export is made of: the trained and the fixed-point network, every layer's reuse
+    factor, and the target (part, clock) from the run's platform."""
+
+    model: DerivedNet
+    net: FixedNet
+    layers: list[LayerPlan]
+    template: str
+    platform: str
+    part: str | None
+    clock_ns: float | None
+
+
+def plan_run(run_dir: Path, approximate: bool) -> Plan:
+    """Fold a run's retrained network and derive its reuse factors from the run's accelerator."""
     from autonba.hw.hardware import TEMPLATES
     from autonba.search.runs import load_run_config
     from autonba.train.retrain import recost
 
+    model = load_trained(run_dir)
+    net = fold(model, approximate)
+    cfg = load_run_config(run_dir)
+    accel, _ = recost(run_dir, cfg, model.arch)
+    h = cfg.hardware
+    platform = TEMPLATES.get(h.template).load_platform(h.resolved_platform)
+    mhz = getattr(platform, "clock_mhz", None)
+    return Plan(model, net, plan_layers(net, model.arch.workload(), accel.layers), h.template,
+                h.resolved_platform, getattr(platform, "part", None), 1e3 / mhz if mhz else None)
+
+
+def export_run(run_dir: str | Path, out: str | Path | None = None, force: bool = False,
+               approximate: bool = False, verify: int = 64) -> dict[str, Any]:
+    """Write the hls4ml project of a run's retrained network; with ``verify`` > 0, compile its
+    emulation and compare it with the fixed-point reference on that many probe images."""
     version = _deps()
     run_dir = Path(run_dir)
     out_dir = Path(out) if out else run_dir / "hls4ml"
     with RunLock(run_dir, "export"):
         _prepare(out_dir, force)
-        model = load_trained(run_dir)
-        net = fold(model, approximate)
-        cfg = load_run_config(run_dir)
-        accel, _ = recost(run_dir, cfg, model.arch)
-        plans = plan_layers(net, model.arch.workload(), accel.layers)
-        h = cfg.hardware
-        platform = TEMPLATES.get(h.template).load_platform(h.resolved_platform)
-        part, mhz = getattr(platform, "part", None), getattr(platform, "clock_mhz", None)
-        clock_ns = 1e3 / mhz if mhz else None
-        hm = convert(net, out_dir, plans, part, clock_ns)
+        plan = plan_run(run_dir, approximate)
+        net = plan.net
+        hm = convert(net, out_dir, plan.layers, plan.part, plan.clock_ns)
         hm.write()
         doc: dict[str, Any] = {
             "format": "hls4ml", "hls4ml": version, "backend": "Vitis", "io_type": "io_stream", "strategy": "Latency",
-            "part": part or "hls4ml's default", "clock_period_ns": clock_ns, "template": h.template,
-            "platform": h.resolved_platform, "exact": not net.approximate, "notes": net.notes,
-            "layers": layer_table(net, plans)}
+            "part": plan.part or "hls4ml's default", "clock_period_ns": plan.clock_ns, "template": plan.template,
+            "platform": plan.platform, "exact": not net.approximate, "notes": net.notes,
+            "layers": layer_table(net, plan.layers)}
         if verify > 0:
             doc["verify"] = check(hm, net, verify)
             if doc["exact"] and doc["verify"]["equal"] != doc["verify"]["inputs"]:

@@ -115,18 +115,19 @@ def _block(g: _Graph, x: str, op: Any, bits: int, size: int, stem: str) -> tuple
     if isinstance(op, Skip):
         if op.conv is None or op.bn is None:
             return x, size
-        return _bn(g, _conv(g, x, op.conv, bits, f"{stem}_conv"), op.bn, f"{stem}_bn"), _out(size, op.conv)
+        return _bn(g, _conv(g, x, op.conv, bits, f"{stem}_conv"), op.bn, f"{stem}_bn"), out_size(size, op.conv)
     assert isinstance(op, MBConv)
     y = g.node("Relu", [_bn(g, _conv(g, x, op.expand, bits, f"{stem}_expand"), op.bn1, f"{stem}_bn1")], stem)
     if op.groups > 1:
         y = _shuffle(g, y, op.expand.out_channels, op.groups, size, f"{stem}_shuffle")
     y = g.node("Relu", [_bn(g, _conv(g, y, op.dw, bits, f"{stem}_dw"), op.bn2, f"{stem}_bn2")], stem)
-    size = _out(size, op.dw)
+    size = out_size(size, op.dw)
     y = _bn(g, _conv(g, y, op.project, bits, f"{stem}_project"), op.bn3, f"{stem}_bn3")
     return (g.node("Add", [x, y], f"{stem}_add") if op.residual else y), size
 
 
-def _out(size: int, m: QConv2d) -> int:
+def out_size(size: int, m: QConv2d) -> int:
+    """The output size of a conv module on ``size`` x ``size`` input."""
     p = m.padding[0]
     assert isinstance(p, int)
     return (size + 2 * p - m.kernel_size[0]) // m.stride[0] + 1
@@ -142,7 +143,7 @@ def to_qonnx(model: DerivedNet, batch: int = 1) -> Any:
     g = _Graph()
     x = "input"
     y = g.node("Relu", [_bn(g, _conv(g, x, net.stem, fixed, "stem"), net.stem_bn, "stem_bn")], "stem")
-    size = _out(layout.input_size, net.stem)
+    size = out_size(layout.input_size, net.stem)
     for i, (layer, blk) in enumerate(zip(net.layers, arch.blocks, strict=True)):
         assert isinstance(layer, torch.nn.ModuleList)  # one candidate: the derived operation
         y, size = _block(g, y, layer[0], blk.bits, size, f"block{i}")
