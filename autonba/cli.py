@@ -237,6 +237,10 @@ def _cmd_list(args: argparse.Namespace) -> None:
         print(f"template {name}: platforms {', '.join(cls.shipped_platforms())} (default {cls.default_platform}); "
               f"engines {', '.join(cls.engines().names())}; reports {', '.join(cls.metric_names)}")
     print("networks:", ", ".join(WORKLOADS.names()))
+    from autonba.nas.handmade import HAND_DESIGNED
+    print("hand-designed networks (autonba search --set mode=fixed-arch --set arch=NAME):")
+    for name, net in HAND_DESIGNED.items():
+        print(f"  {name}: {net.description}")
 
 
 def _search_config(args: argparse.Namespace) -> SearchConfig:
@@ -278,8 +282,9 @@ def _cmd_joint_search(args: argparse.Namespace) -> None:
         spec = (f"FPS {result['fps']:,.1f} (target {result['target_fps']:,.0f}, " if m == "fps" else
                 f"{m} {result[m]:.4g} (target {result['target_' + m]:g}, ")
         print(f"derived: {' '.join(f'{o}@{b}' for o, b in zip(result['ops'], result['bits']))}\n"
-              f"{spec}{'met' if result['meets_target'] else 'NOT met'}) | supernet acc "
-              f"{100 * result['supernet_acc']:.1f}% | search {result['search_seconds']:.0f} s\n"
+              f"{spec}{'met' if result['meets_target'] else 'NOT met'}) | "
+              + ("" if result["supernet_acc"] is None else f"supernet acc {100 * result['supernet_acc']:.1f}% | ")
+              + f"search {result['search_seconds']:.0f} s\n"
               f"wrote {out}/result.json", file=sys.stderr)
 
 

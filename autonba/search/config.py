@@ -9,7 +9,7 @@ from autonba.data.datasets import DataConfig
 from autonba.hw.hardware import resolved_platform
 from autonba.hw.templates import TEMPLATES
 
-MODES = ("joint", "fixed-accel", "sequential")
+MODES = ("joint", "fixed-accel", "sequential", "fixed-arch")
 SEED_MAX = 2 ** 32 - 1
 MAX_WORKERS = 256  # data-loader processes: more is a typo, not a machine
 
@@ -152,10 +152,13 @@ class RetrainSchedule(_Strict):
 class SearchConfig(_Strict):
     """Everything a joint search needs. ``mode``: ``joint`` (the method), ``fixed-accel`` (hardware-aware
     NAS on the accelerator of the initial network, never re-searched) or ``sequential`` (network and
-    bitwidths under a bit-operation cost, then the accelerator for the result)."""
+    bitwidths under a bit-operation cost, then the accelerator for the result) or ``fixed-arch`` (no network
+    search: the accelerator of a given network, ``arch``, e.g. a hand-designed baseline)."""
 
     seed: int = Field(0, ge=0, le=SEED_MAX)
-    mode: Literal["joint", "fixed-accel", "sequential"] = "joint"
+    mode: Literal["joint", "fixed-accel", "sequential", "fixed-arch"] = "joint"
+    arch: str | None = Field(None, description="mode fixed-arch: the network, a hand-designed one by name (see "
+                                               "'autonba accel list') or an arch.json path")
     bits_sampling: Literal["hetero", "soft", "hard", "multipath"] = "hetero"
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
                         description="auto (cuda when available), cpu, cuda or cuda:N")
@@ -171,6 +174,16 @@ class SearchConfig(_Strict):
     search: SearchSchedule = SearchSchedule()
     retrain: RetrainSchedule = RetrainSchedule()
     checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
+
+    @model_validator(mode="after")
+    def _arch_with_fixed_arch(self) -> SearchConfig:
+        if self.mode == "fixed-arch" and self.arch is None:
+            raise ValueError("mode fixed-arch needs arch: a hand-designed network's name (see 'autonba accel list') "
+                             "or an arch.json path")
+        if self.mode != "fixed-arch" and self.arch is not None:
+            raise ValueError(f"arch applies to mode fixed-arch only (mode is {self.mode}); a searching mode derives "
+                             "its own network")
+        return self
 
     @model_validator(mode="after")
     def _spec_is_reported(self) -> SearchConfig:

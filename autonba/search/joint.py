@@ -35,11 +35,12 @@ from autonba.io import (
     write_json,
 )
 from autonba.nas.arch import Arch, BlockChoice
+from autonba.nas.handmade import check_arch_ref, resolve_arch
 from autonba.nas.space import SearchSpace, load_space
 from autonba.nas.supernet import Supernet
 from autonba.search import dist as dist_
 from autonba.search.config import SearchConfig
-from autonba.search.costing import Costing
+from autonba.search.costing import Costing, block_bitops
 from autonba.search.runs import epoch_seed, loader
 
 CHECKPOINT = "checkpoint.pt"
@@ -346,6 +347,8 @@ def check_config(cfg: SearchConfig) -> None:
         space["bits"] = cfg.bits
     validate(SearchSpace, space, f"search space '{cfg.space}' with bits")
     DATASETS.get(cfg.data.name)
+    if cfg.arch is not None:
+        check_arch_ref(cfg.arch)
     h = cfg.hardware
     load_hardware(h.template, h.platform, h.template_options)
     engines = engines_for(h.template)
@@ -396,12 +399,44 @@ def _require_empty(run_dir: Path) -> None:
                            "another --out (nothing was overwritten)")
 
 
+def fixed_arch(cfg: SearchConfig, run_dir: Path) -> dict[str, Any]:
+    """``mode: fixed-arch``: no network search; the accelerator of the given network (``final_engine``),
+    written as a search would write it, so that ``train``, ``report`` and ``export`` treat it alike."""
+    assert cfg.arch is not None  # validated with the mode
+    t0 = time.perf_counter()
+    space = fit_space(cfg, load_data(cfg.data))
+    arch = resolve_arch(cfg.arch, space.layout)
+    costing = Costing(cfg, space)
+    path = tuple((b.op, b.bits) for b in arch.blocks)
+    accel = costing.final(path, cfg.seed)
+    write_config(run_dir / "config.yaml", cfg)
+    arch.save(run_dir / "arch.json")
+    write_json(run_dir / "accelerator.json", accel.to_dict())
+    result = {
+        "mode": cfg.mode, "arch_source": cfg.arch, "seed": cfg.seed, "dataset": cfg.data.name, "space": cfg.space,
+        "arch": arch.model_dump(), "ops": [b.op for b in arch.blocks], "bits": [b.bits for b in arch.blocks],
+        "target_fps": cfg.target.fps, "fps": accel.fps, "meets_target": costing.final_meets(accel),
+        **cfg.target.fields(accel.metrics()), "accelerator": accel.summary(),
+        "macs": arch.workload().macs, "bitops": float(block_bitops(space, path).sum()), "supernet_acc": None,
+        "search_seconds": time.perf_counter() - t0, "epochs": 0,
+    }
+    write_json(run_dir / "result.json", result)
+    return result
+
+
 def search(cfg: SearchConfig, run_dir: str | Path, resume: bool = False,
            progress: bool | None = None) -> dict[str, Any]:
     """Run (or resume) a joint search into ``run_dir``; returns result.json's content (rank 0).
     The directory is locked for the run's life; nothing is written in it until the run can start."""
     run_dir = Path(run_dir)
     check_config(cfg)
+    if cfg.mode == "fixed-arch":  # seconds of work, done again when resumed
+        with RunLock(run_dir, "search"):
+            if resume:
+                _load_state(run_dir, cfg)
+            else:
+                _require_empty(run_dir)
+            return fixed_arch(cfg, run_dir)
     ctx = dist_.setup(cfg.device)
     try:
         with RunLock(run_dir, "search") if ctx.main else contextlib.nullcontext():
