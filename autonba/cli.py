@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autonba.errors import AutonbaError
+from autonba.errors import AutonbaError, exit_code
 
 if TYPE_CHECKING:  # imported where used: the CLI starts without loading torch until a command needs it
     from autonba.accel import AccelConfig
@@ -244,17 +244,14 @@ def _cmd_list(args: argparse.Namespace) -> None:
 
 
 def _search_config(args: argparse.Namespace) -> SearchConfig:
-    from autonba.config import apply_overrides, load_yaml, validate
-    from autonba.search.config import SearchConfig
+    from autonba.config import apply_overrides, load_yaml
+    from autonba.search.config import search_config
 
     data: dict[str, Any] = load_yaml(args.config) if args.config else {}
     if args.seed is not None:
         data["seed"] = args.seed
     apply_overrides(data, args.set)
-    cfg = validate(SearchConfig, data)
-    if cfg.data.seed != cfg.seed and "seed" not in (data.get("data") or {}):
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"seed": cfg.seed})})
-    return cfg
+    return search_config(data)
 
 
 def _cmd_joint_search(args: argparse.Namespace) -> None:
@@ -331,32 +328,12 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {out}", file=sys.stderr)
 
 
-# every character str.splitlines() breaks at, escaped (a name in a user's file may hold them)
-_ONE_LINE = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {("accel", "search"): _cmd_search, ("accel", "eval"): _cmd_eval, ("accel", "list"): _cmd_list,
                 ("search", None): _cmd_joint_search, ("train", None): _cmd_train, ("report", None): _cmd_report,
                 ("export", None): _cmd_export}
-    try:
-        handlers[(args.command, getattr(args, "action", None))](args)
-    except AutonbaError as e:  # one line, whatever a file's names hold
-        print(f"autonba: error: {e}".translate(_ONE_LINE), file=sys.stderr)
-        return 2
-    except OSError as e:  # the file system said no (permissions, full disk, a name too long, ...)
-        where = f" {e.filename}" if e.filename else ""
-        print(f"autonba: error:{where}: {e.strerror or e}".translate(_ONE_LINE), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("autonba: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into e.g. `head`: stop quietly
-        import os
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return 0
+    return exit_code(lambda: handlers[(args.command, getattr(args, "action", None))](args))
 
 
 if __name__ == "__main__":

@@ -92,6 +92,18 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
+def set_dotted(data: dict[str, Any], key: str, value: Any, where: str = "--set") -> None:
+    """``data[a][b] = value`` for the dotted key ``a.b``, sections created as needed, in place."""
+    node = data
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        nxt = node.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise AutonbaError(f"{where} {key}: '{p}' is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``a.b=value`` overrides (value parsed as YAML) to a nested dict, in place."""
     for item in overrides:
@@ -99,15 +111,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not key.strip():
             raise AutonbaError("--set expects KEY=VALUE with a dotted key (e.g. engine_options.steps=500), "
                                f"got '{item}'")
-        value = parse_value(raw)
-        node = data
-        parts = key.strip().split(".")
-        for p in parts[:-1]:
-            nxt = node.setdefault(p, {})
-            if not isinstance(nxt, dict):
-                raise AutonbaError(f"--set {key}: '{p}' is not a section")
-            node = nxt
-        node[parts[-1]] = value
+        set_dotted(data, key, parse_value(raw))
     return data
 
 

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from autonba.config import validate
 from autonba.data.datasets import DataConfig
 from autonba.hw.hardware import resolved_platform
 from autonba.hw.templates import TEMPLATES
@@ -195,3 +196,11 @@ class SearchConfig(_Strict):
                              f"'{template}' reports {', '.join(TEMPLATES.get(template).metric_names)}: give "
                              "target.fps instead")
         return self
+
+
+def search_config(data: dict[str, Any], where: str = "config") -> SearchConfig:
+    """A search config from its fields; the data split's seed follows ``seed`` unless given."""
+    cfg = validate(SearchConfig, data, where)
+    if cfg.data.seed != cfg.seed and "seed" not in (data.get("data") or {}):
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"seed": cfg.seed})})
+    return cfg
