@@ -113,6 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="hls4ml: compile the emulation and compare it with the fixed-point network on N probe "
                          "images (default 64; 0: write the project only)")
 
+    sw = sub.add_parser("sweep", help="a grid of searches (specs, modes, seeds, hand-designed networks), run here or "
+                                      "on SLURM; 'autonba sweep status ROOT' tells each point's state",
+                        description="autonba sweep SWEEP.yaml [options] | autonba sweep status ROOT")
+    sw.add_argument("sweep", metavar="SWEEP.yaml", help="the sweep file (or 'status')")
+    sw.add_argument("status_root", nargs="?", metavar="ROOT", help=argparse.SUPPRESS)
+    sw.add_argument("--root", help="folder of the points' run directories (default runs/sweep-<file name>)")
+    sw.add_argument("--executor", choices=["local", "slurm"], default="local",
+                    help="local: --jobs points at a time on this machine; slurm: one SLURM job per point (the "
+                         "sweep file's slurm section), through submitit")
+    sw.add_argument("--jobs", type=_count, default=1, help="local: points at a time (the cores divided between them)")
+    sw.add_argument("--dry-run", action="store_true", help="list the points and their state; run nothing")
+    sw.add_argument("--no-wait", action="store_true",
+                    help="slurm: submit and return (see 'autonba sweep status'; rerun the sweep to collect)")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bar (a line per point only)")
+
     rp = sub.add_parser("report", help="plots and a Markdown summary of one or more runs")
     rp.add_argument("run_dirs", nargs="+")
     rp.add_argument("--out", help="folder of the report (default: RUN_DIR/report for one run, "
@@ -321,6 +336,38 @@ def _cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {export_qonnx(model, out)}", file=sys.stderr)
 
 
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from autonba.sweep import run_sweep
+
+    if args.sweep == "status":
+        if not args.status_root:
+            raise AutonbaError("usage: autonba sweep status ROOT")
+        return _sweep_status(args.status_root)
+    if args.status_root:
+        raise AutonbaError(f"unexpected argument '{args.status_root}' (the root is given with --root)")
+    if args.no_wait and args.executor != "slurm":
+        raise AutonbaError("--no-wait applies to --executor slurm only")
+    failed = {k: v for k, v in run_sweep(args.sweep, args.root, args.executor, args.jobs, args.dry_run,
+                                         not args.no_wait, False if args.no_progress else None).items() if v}
+    if failed:
+        first = next(iter(failed))
+        raise AutonbaError(f"{len(failed)} point(s) failed ({', '.join(failed)}); {first}: {failed[first]}")
+
+
+def _sweep_status(root: str) -> None:
+    from collections import Counter
+
+    from autonba.sweep.point import sweep_status
+
+    states = sweep_status(root)
+    width = max(len(s.name) for s in states)
+    for s in states:
+        print(f"{s.state:<8} {s.name:<{width}}  {s.detail}".rstrip())
+    counts = Counter(s.state for s in states)
+    print(", ".join(f"{counts[k]} {k}" for k in ("done", "running", "failed", "pending") if counts[k]),
+          file=sys.stderr)
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
     from autonba.report.report import write_report
 
@@ -332,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {("accel", "search"): _cmd_search, ("accel", "eval"): _cmd_eval, ("accel", "list"): _cmd_list,
                 ("search", None): _cmd_joint_search, ("train", None): _cmd_train, ("report", None): _cmd_report,
-                ("export", None): _cmd_export}
+                ("export", None): _cmd_export, ("sweep", None): _cmd_sweep}
     return exit_code(lambda: handlers[(args.command, getattr(args, "action", None))](args))
 
 
