@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autonba.config import load_yaml, set_dotted, validate
 from autonba.errors import AutonbaError
-from autonba.io import dumps, read_json, write_atomic, write_json
+from autonba.io import dumps, read_json, write_atomic
 from autonba.search.config import SearchConfig, search_config
 
 SWEEP_FILE = "sweep.yaml"       # the resolved sweep, in the root
@@ -133,10 +133,10 @@ def expand(sweep: SweepConfig) -> list[Point]:
             set_dotted(data, key, value, f"sweep point {name}:")
         cfg = search_config(data, f"sweep point {name}")
         key = dumps(cfg.model_dump(mode="json"))
-        if name in {p.name for p in points}:
-            raise AutonbaError(f"two sweep points are named '{name}'; give the include entry a 'name'")
         if key in seen:
             raise AutonbaError(f"sweep points '{seen[key]}' and '{name}' have the same config")
+        if name in {p.name for p in points}:
+            raise AutonbaError(f"two sweep points are named '{name}'; give include entries a 'name'")
         seen[key] = name
         points.append(Point(name, values, cfg))
     return points
@@ -155,8 +155,10 @@ def save_plan(root: Path, sweep: SweepConfig, points: list[Point]) -> None:
         raise AutonbaError(f"{root} holds another sweep (its {SWEEP_FILE} differs in {', '.join(diff)}); choose "
                            "another --root, or rerun the sweep it holds")
     (root / STATE).mkdir(parents=True, exist_ok=True)
-    write_json(root / STATE / PLAN, [{"name": p.name, "values": p.values, "config": p.config.model_dump(mode="json")}
-                                     for p in points])
+    plan = dumps([{"name": p.name, "values": p.values, "config": p.config.model_dump(mode="json")}
+                  for p in points]) + "\n"
+    if not (root / STATE / PLAN).is_file() or (root / STATE / PLAN).read_text() != plan:
+        write_atomic(root / STATE / PLAN, plan, "sweep plan")
     if not saved.is_file():
         write_atomic(saved, text, "sweep")
 
