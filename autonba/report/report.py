@@ -182,6 +182,11 @@ def summary(runs: list[Run], images: dict[str, list[str]]) -> str:
 
 
 def write_report(run_dirs: list[str], out: str | Path | None = None) -> Path:
+    """A report of runs, or of a sweep (its root given alone): the fronts of its modes."""
+    from autonba.report.fronts import is_sweep, write_sweep_report
+
+    if len(run_dirs) == 1 and is_sweep(run_dirs[0]):
+        return write_sweep_report(run_dirs[0], out)
     runs = [load_run(p) for p in run_dirs]
     out = Path(out) if out else (runs[0].path / "report" if len(runs) == 1 else Path("runs/report"))
     check_output_dir(out, "report --out")
