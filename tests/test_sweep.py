@@ -143,3 +143,34 @@ def test_hand_designed_point_is_a_run_like_any_other(tmp_path, capsys):
     assert json.loads((root / "mbv2" / "final.json").read_text())["fps"] == r["fps"]
     assert main(["accel", "list"]) == 0
     assert "mbv2-4bit" in capsys.readouterr().out
+
+
+def test_report_of_a_sweep_draws_each_modes_front(swept, tmp_path):
+    _, root = swept
+    out = tmp_path / "report"
+    assert main(["report", str(root), "--out", str(out)]) == 0
+    assert (out / "fronts.png").stat().st_size > 10_000
+    rows = (out / "points.csv").read_text().splitlines()
+    assert rows[0].startswith("point,state,mode") and len(rows) == 3
+    assert all(",done," in r for r in rows[1:])
+    text = (out / "summary.md").read_text()
+    hv = [line for line in text.splitlines() if line.startswith("| joint |") or line.startswith("| sequential |")]
+    assert len(hv) == 2 and all(0 <= float(line.split("|")[4]) <= 1.21 for line in hv)
+    assert "2 of 2 points finished" in text
+
+
+def test_mode_fronts_and_hypervolumes_on_a_common_plane():
+    import torch
+
+    from autonba.report.fronts import mode_fronts
+    # (accuracy, FPS): joint (0.9, 100) and (0.8, 300); sequential (0.85, 100) and (0.7, 200), the latter
+    # dominated by joint's but not by its own mode's points; a group without figures is left out
+    means = torch.tensor([[0.9, 100.0], [0.8, 300.0], [0.85, 100.0], [0.7, 200.0], [float("nan"), 50.0]])
+    fronts, hv = mode_fronts(means, ["joint", "joint", "sequential", "sequential", "joint"], "fps")
+    assert fronts == {"joint": [0, 1], "sequential": [2, 3]}
+    # normalised: accuracy 0.9 -> 0, 0.7 -> 1; FPS 300 -> 0, 100 -> 1; reference (1.1, 1.1); joint: (0, 1), (0.5, 0)
+    assert hv["joint"] == pytest.approx(1.1 * 0.1 + 0.6 * 1.0)
+    assert hv["sequential"] == pytest.approx(0.85 * 0.1 + 0.1 * 0.5)  # (0.25, 1) and (1, 0.5)
+    # a metric to minimise (EDP): the lower value is the better one
+    fronts, _ = mode_fronts(torch.tensor([[0.9, 2.0], [0.9, 1.0]]), ["joint", "joint"], "edp_uj_ms")
+    assert fronts == {"joint": [1]}

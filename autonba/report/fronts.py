@@ -77,25 +77,22 @@ def _groups(points: list[Point], runs: dict[str, Run], metric: str) -> list[Grou
     return list(groups.values())
 
 
-def _fronts(groups: list[Group], metric: str) -> tuple[dict[str, list[int]], dict[str, float], torch.Tensor]:
-    """Per mode: the indices of its non-dominated groups, its hypervolume; and every group's minimised,
-    normalised point (accuracy, metric)."""
-    means = torch.tensor([[_mean_std(g.accs())[0], _mean_std(g.xs(metric))[0]] for g in groups], dtype=torch.float64)
+def mode_fronts(means: torch.Tensor, modes: list[str], metric: str) -> tuple[dict[str, list[int]], dict[str, float]]:
+    """Per mode, the indices of its non-dominated groups and its hypervolume, from every group's mean
+    (accuracy, metric) ``means`` (n, 2); groups without a figure (NaN) are left out."""
     ok = torch.isfinite(means).all(1)
     sign = torch.tensor([-1.0, -1.0 if DIRECTIONS[metric] == "max" else 1.0], dtype=torch.float64)
-    pts = means * sign
+    pts = means.to(torch.float64) * sign
     if not ok.any():
-        return {}, {}, pts
-    ideal, nadir = pts[ok].min(0).values, pts[ok].max(0).values
-    norm = normalise(pts, ideal, nadir)
+        return {}, {}
+    norm = normalise(pts, pts[ok].min(0).values, pts[ok].max(0).values)
     fronts, hv = {}, {}
-    for mode in sorted({g.mode for g in groups}):
-        idx = torch.tensor([i for i, g in enumerate(groups) if g.mode == mode and ok[i]], dtype=torch.long)
-        if len(idx) == 0:
-            continue
-        fronts[mode] = [int(idx[j]) for j in nondominated(norm[idx])]
-        hv[mode] = hypervolume(norm[idx], [REFERENCE, REFERENCE])
-    return fronts, hv, norm
+    for mode in sorted(set(modes)):
+        idx = torch.tensor([i for i, m in enumerate(modes) if m == mode and ok[i]], dtype=torch.long)
+        if len(idx):
+            fronts[mode] = [int(idx[j]) for j in nondominated(norm[idx])]
+            hv[mode] = hypervolume(norm[idx], [REFERENCE, REFERENCE])
+    return fronts, hv
 
 
 def _plot(groups: list[Group], fronts: dict[str, list[int]], metric: str, targets: list[float], title: str,
@@ -179,7 +176,9 @@ def write_sweep_report(root: str | Path, out: str | Path | None = None) -> Path:
             and (not train or (root / p.name / "final.json").is_file())}
     metric = points[0].config.target.metric
     groups = _groups(points, runs, metric)
-    fronts, hv, _ = _fronts(groups, metric)
+    means = torch.tensor([[_mean_std(g.accs())[0], _mean_std(g.xs(metric))[0]] for g in groups],
+                         dtype=torch.float64).reshape(-1, 2)
+    fronts, hv = mode_fronts(means, [g.mode for g in groups], metric)
     targets = sorted({p.config.target.bound for p in points if p.config.mode != HAND})
     seeds = max((len(g.runs) for g in groups), default=0)
     title = (f"test accuracy vs {'FPS' if metric == 'fps' else metric}: sweep {root.name} "
