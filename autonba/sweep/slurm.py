@@ -7,13 +7,17 @@ queued or running.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from autonba.errors import AutonbaError
 from autonba.io import read_json, write_json
@@ -45,6 +49,19 @@ def _point_job(submitit: Any) -> Any:
     return PointJob()
 
 
+@contextlib.contextmanager
+def _stderr_to(file: IO[str]) -> Iterator[None]:
+    """File descriptor 2 (what child processes such as sbatch write to) redirected to ``file``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def queued() -> dict[str, str]:
     """Job id -> state of every job SLURM still lists (array tasks one per line)."""
     out = subprocess.run(["squeue", "--array", "--noheader", "--format=%i %T"], capture_output=True, text=True)
@@ -69,16 +86,25 @@ class SlurmExecutor:
         new = [n for n in names if jobs.get(n) not in live]
         if new:
             s = self.spec
-            ex = self.submitit.AutoExecutor(folder=self.folder / "%j", cluster="slurm")
+            ex = self.submitit.AutoExecutor(folder=self.folder / "%j", cluster="slurm",
+                                            slurm_max_num_timeout=s.max_requeues)
             ex.update_parameters(
                 name=f"autonba-{self.root.name}", timeout_min=s.time_min, cpus_per_task=s.cpus_per_task,
                 gpus_per_node=s.gpus_per_node, tasks_per_node=1, nodes=1, slurm_array_parallelism=s.array_parallelism,
-                slurm_max_num_timeout=s.max_requeues, slurm_setup=s.setup, slurm_additional_parameters=s.additional,
+                slurm_setup=s.setup, slurm_additional_parameters=s.additional,
                 **({"slurm_partition": s.partition} if s.partition else {}),
                 **({"mem_gb": s.mem_gb} if s.mem_gb else {}))
             procs = max(1, s.gpus_per_node)
-            submitted = ex.map_array(_point_job(self.submitit), [str(self.root)] * len(new), new,
-                                     [s.cpus_per_task // procs or 1] * len(new), [procs] * len(new))
+            with tempfile.TemporaryFile("w+") as said, _stderr_to(said):  # sbatch's complaints go in our error
+                try:
+                    submitted = ex.map_array(_point_job(self.submitit), [str(self.root)] * len(new), new,
+                                             [s.cpus_per_task // procs or 1] * len(new), [procs] * len(new))
+                except Exception as e:  # sbatch refused (partition, limits, ...): submitit raises several kinds
+                    said.seek(0)
+                    lines = [x.strip() for x in said.read().splitlines() + str(e).splitlines() if x.strip()]
+                    raise AutonbaError(f"SLURM refused the jobs: {lines[0] if lines else type(e).__name__} (the sweep "
+                                       "file's slurm section: partition, time_min, cpus_per_task, gpus_per_node, "
+                                       "mem_gb, additional)") from None
             jobs.update({n: str(j.job_id) for n, j in zip(new, submitted)})
             self.folder.mkdir(parents=True, exist_ok=True)
             write_json(self.folder / JOBS, jobs)
