@@ -174,3 +174,17 @@ def test_mode_fronts_and_hypervolumes_on_a_common_plane():
     # a metric to minimise (EDP): the lower value is the better one
     fronts, _ = mode_fronts(torch.tensor([[0.9, 2.0], [0.9, 1.0]]), ["joint", "joint"], "edp_uj_ms")
     assert fronts == {"joint": [1]}
+
+
+@pytest.mark.slow
+def test_a_point_with_several_processes_searches_under_torchrun(tmp_path):
+    """What a SLURM job asking for several GPUs runs (here on the CPU, gloo): the search under torchrun."""
+    from autonba.sweep.plan import save_plan
+    from autonba.sweep.point import main as point_main
+
+    f = sweep_file(tmp_path, axes={"seed": [0]}, train=False)
+    s = load_sweep(f)
+    save_plan(tmp_path / "root", s, expand(s))
+    assert point_main([str(tmp_path / "root"), "seed-0", "--procs", "2", "--threads", "1"]) == 0
+    r = json.loads((tmp_path / "root" / "seed-0" / "result.json").read_text())
+    assert r["distributed"] == {"world_size": 2, "ranks_agree": True}
