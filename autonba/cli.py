@@ -73,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "result of 'accel search'), or {'designs': [...]}")
     _common(e)
 
+    pp = asub.add_parser("pareto", help="the non-dominated designs of a workload in 2 or 3 objectives (JSON, and "
+                                        "with --out a PNG plot next to it: <stem>.png)")
+    _workload_args(pp)
+    pp.add_argument("--objectives", help="comma-separated; FPGA templates: fps, dsp, bram (default all three); "
+                                         "asic-array: fps, latency_ms, energy_uj, edp_uj_ms, area_mm2 (default "
+                                         "latency_ms,energy_uj,area_mm2)")
+    pp.add_argument("--engine", help="exact: the exact front (the whole space); das (default), random or evolution: "
+                                     "a front searched with that engine")
+    pp.add_argument("--budget", type=int, help="design evaluations of a searched front (default: the family's)")
+    _common(pp)
+
     asub.add_parser("list", help="list templates, platforms, engines and zoo networks")
 
     js = sub.add_parser("search", help="joint search of network, bitwidths and accelerator into a run directory")
@@ -244,6 +255,28 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     _emit(args, _with_import(payload, imported), cfg)
 
 
+def _cmd_pareto(args: argparse.Namespace) -> None:
+    from autonba.accel import run_pareto
+    from autonba.io import check_output_file
+
+    cfg = _accel_config(args)
+    _check_out(args, cfg)
+    plot = Path(args.out).with_name(Path(args.out).stem + ".png") if args.out else None
+    if plot is not None:
+        if plot == Path(args.out):
+            raise AutonbaError("--out: give the JSON file a name not ending in .png (the plot goes next to it)")
+        wl = cfg.workload
+        check_output_file(plot, "--out's plot", [args.config, wl.file, wl.arch, wl.onnx, cfg.platform], args.force)
+    workload, imported = cfg.workload.resolve()
+    objectives = [o.strip() for o in args.objectives.split(",")] if args.objectives else None
+    front = run_pareto(cfg, objectives, workload)
+    print(front.table(), file=sys.stderr)
+    if plot is not None:
+        front.save_plot(plot)
+        print(f"wrote {plot}", file=sys.stderr)
+    _emit(args, _with_import(front.to_dict(), imported), cfg)
+
+
 def _cmd_list(args: argparse.Namespace) -> None:
     from autonba.hw.templates import TEMPLATES
     from autonba.hw.zoo import WORKLOADS
@@ -358,10 +391,13 @@ def _sweep_status(root: str) -> None:
     from collections import Counter
 
     from autonba.sweep.point import sweep_status
+    from autonba.sweep.slurm import describe_jobs
 
-    states = sweep_status(root)
+    states, jobs = sweep_status(root), describe_jobs(Path(root))
     width = max(len(s.name) for s in states)
     for s in states:
+        if s.state in ("pending", "failed") and s.name in jobs:  # its SLURM job is queued or starting again
+            s.state, s.detail = "pending", "; ".join(x for x in (jobs[s.name], s.detail) if x)
         print(f"{s.state:<8} {s.name:<{width}}  {s.detail}".rstrip())
     counts = Counter(s.state for s in states)
     print(", ".join(f"{counts[k]} {k}" for k in ("done", "running", "failed", "pending") if counts[k]),
@@ -377,7 +413,8 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {("accel", "search"): _cmd_search, ("accel", "eval"): _cmd_eval, ("accel", "list"): _cmd_list,
+    handlers = {("accel", "search"): _cmd_search, ("accel", "eval"): _cmd_eval, ("accel", "pareto"): _cmd_pareto,
+                ("accel", "list"): _cmd_list,
                 ("search", None): _cmd_joint_search, ("train", None): _cmd_train, ("report", None): _cmd_report,
                 ("export", None): _cmd_export, ("sweep", None): _cmd_sweep}
     return exit_code(lambda: handlers[(args.command, getattr(args, "action", None))](args))

@@ -45,6 +45,10 @@ def test_slurm_sweep_survives_scancel_and_ends_identical_to_local(tmp_path, caps
         assert (victim / "checkpoint.pt").is_file(), cluster.logs_tail()
         job = json.loads(jobs_file.read_text())["mode-joint"]
         assert "_" in job  # a task of one job array
+        capsys.readouterr()
+        assert main(["sweep", "status", str(root)]) == 0  # in this process: quick, SLURM_CONF set by the cluster
+        status = capsys.readouterr().out
+        assert "running  mode-joint" in status, status
         cluster.run("scancel", job)
         out, err = sweep.communicate(timeout=240)
         assert sweep.returncode == 2, err
@@ -65,3 +69,24 @@ def test_slurm_sweep_survives_scancel_and_ends_identical_to_local(tmp_path, caps
         assert "mode-sequential" in json.loads(jobs_file.read_text())  # kept, not resubmitted
     for name in ("mode-joint", "mode-sequential"):
         assert comparable(root / name) == comparable(local / name), name
+
+
+def test_slurm_sweep_without_waiting_never_submits_a_point_twice(tmp_path, capsys):
+    """--no-wait submits and returns; status shows the queued job; a rerun leaves a live job alone."""
+    pytest.importorskip("submitit")
+    if reason := ensure_installed(accounting=False):
+        pytest.skip(reason)
+    f = sweep_file(tmp_path, slurm={"partition": "debug", "additional": {"begin": "now+1hour"}})  # stays queued
+    root = tmp_path / "root"
+    cmd = [sys.executable, "-m", "autonba.cli", "sweep", str(f), "--root", str(root), "--executor", "slurm",
+           "--no-wait"]
+    with single_node_slurm(tmp_path / "cluster", accounting=False) as cluster:
+        first = subprocess.run(cmd, env=cluster.env, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0, first.stderr
+        job = json.loads((root / ".sweep" / "slurm" / "jobs.json").read_text())["base"]
+        assert f"submitted base: SLURM job {job}" in first.stdout
+        assert main(["sweep", "status", str(root)]) == 0
+        assert f"pending  base  SLURM job {job} pending" in capsys.readouterr().out
+        again = subprocess.run(cmd, env=cluster.env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and "submitted" not in again.stdout, again.stdout
+        assert json.loads((root / ".sweep" / "slurm" / "jobs.json").read_text()) == {"base": job}
