@@ -1,11 +1,13 @@
 """``autonba sweep --executor slurm`` against a real single-node SLURM (Debian's packages, started by the
 test as root; skipped where that cannot run): two points as a job array, one cancelled mid-way with
-``scancel``, the sweep run again, and both points identical to the same sweep run locally. The cluster
+``scancel`` and the other requeued (as on preemption), the sweep run again, and both points identical to
+the same sweep run locally. The cluster
 runs without accounting (no ``sacct``): the executor follows its jobs with ``squeue`` only."""
 import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -38,24 +40,33 @@ def test_slurm_sweep_survives_scancel_and_ends_identical_to_local(tmp_path, caps
         assert refused.returncode == 2 and refused.stderr.count("\n") == 2, refused.stderr  # the plan line + error
         assert "autonba: error: SLURM refused the jobs" in refused.stderr and "partition" in refused.stderr
         sweep = subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        jobs_file, victim = root / ".sweep" / "slurm" / "jobs.json", root / "mode-joint"
+        jobs_file, victim, requeued = root / ".sweep" / "slurm" / "jobs.json", root / "mode-joint", \
+            root / "mode-sequential"
+        todo = {victim: "scancel", requeued: "requeue"}  # each as soon as its point has a checkpoint
+        jobs: dict[Path, str] = {}
         deadline = time.time() + 120
-        while not ((victim / "checkpoint.pt").is_file() and jobs_file.is_file()) and time.time() < deadline:
-            time.sleep(0.1)
-        assert (victim / "checkpoint.pt").is_file(), cluster.logs_tail()
-        job = json.loads(jobs_file.read_text())["mode-joint"]
+        while todo and time.time() < deadline:
+            for run, action in list(todo.items()):
+                if (run / "checkpoint.pt").is_file() and jobs_file.is_file():
+                    jobs[run] = json.loads(jobs_file.read_text())[run.name]
+                    cluster.run(*(["scancel"] if action == "scancel" else ["scontrol", "requeue"]), jobs[run])
+                    del todo[run]
+                    if action == "scancel":  # while its job is being killed, the point is still held
+                        capsys.readouterr()
+                        assert main(["sweep", "status", str(root)]) == 0  # in this process: SLURM_CONF is set
+                        assert "running  mode-joint" in capsys.readouterr().out
+            time.sleep(0.05)
+        assert not todo, cluster.logs_tail()
+        job, other = jobs[victim], jobs[requeued]
         assert "_" in job  # a task of one job array
-        capsys.readouterr()
-        assert main(["sweep", "status", str(root)]) == 0  # in this process: quick, SLURM_CONF set by the cluster
-        status = capsys.readouterr().out
-        assert "running  mode-joint" in status, status
-        cluster.run("scancel", job)
         out, err = sweep.communicate(timeout=240)
         assert sweep.returncode == 2, err
         assert "1 point(s) failed (mode-joint)" in err and f"SLURM job {job} ended without finishing" in err
         assert "submitted mode-joint" in out and "submitted mode-sequential" in out
         assert not (victim / "final.json").is_file()
         assert (root / "mode-sequential" / "final.json").is_file()
+        starts = (root / ".sweep" / "slurm" / other / f"{other}_0_log.out").read_text().count("Starting with")
+        assert starts == 2  # the requeued job started twice (its log appended), the point resumed
 
         capsys.readouterr()
         assert main(["sweep", "status", str(root)]) == 0
