@@ -7,9 +7,12 @@
 ...                  template_options={"objective": "edp", "area_mm2": 4.0})
 >>> a.edp_uj_ms, a.area_mm2
 >>> m = accel.search(onnx="model.onnx")                  # or workload=onnx.load(...), or a Workload
+>>> f = accel.pareto(network="resnet18", template="asic-array", objectives=["latency_ms", "energy_uj", "area_mm2"])
+>>> f.values, f.designs, f.hypervolume()                 # the non-dominated designs (engine="exact": the exact front)
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
@@ -18,6 +21,7 @@ from autonba.config import validate
 from autonba.errors import AutonbaError
 from autonba.hw.hardware import load_hardware, resolved_platform, search_template
 from autonba.hw.onnx_import import import_onnx
+from autonba.hw.pareto import ParetoFront, pareto_front
 from autonba.hw.template import HardwareResult, HardwareTemplate
 from autonba.hw.workload import Workload
 from autonba.hw.zoo import WORKLOADS
@@ -133,3 +137,26 @@ def evaluate(designs: list[dict[str, Any]], workload: Any = None, **kw: Any) -> 
     ``{"array": {...}, "layers": {...}}`` on asic-array) on a workload given as in :func:`search`."""
     cfg, wl = _config(workload, **kw)
     return run_evaluate(cfg, designs, wl)
+
+
+def run_pareto(cfg: AccelConfig, objectives: Sequence[str] | None = None, workload: Workload | None = None,
+               progress: bool | None = None) -> ParetoFront:
+    """The Pareto front of the config's workload: exact with ``engine: exact``, else searched with the
+    engine (``budget``: design evaluations of the whole front search)."""
+    template = build_template(cfg, workload)
+    return pareto_front(template, objectives, engine=cfg.engine, budget=cfg.budget, seed=cfg.seed,
+                        space=template.space.fix(cfg.fix), progress=progress, **cfg.engine_options)
+
+
+def pareto(*, objectives: Sequence[str] | None = None, file: str | None = None, network: str | None = None,
+           arch: str | None = None, onnx: str | None = None, workload: Any = None, bits: int | None = None,
+           template: str | None = None, platform: str | None = None, engine: str | None = None,
+           budget: int | None = None, fix: dict[str, float] | None = None, seed: int | None = None,
+           engine_options: dict[str, Any] | None = None, template_options: dict[str, Any] | None = None,
+           progress: bool | None = False) -> ParetoFront:
+    """The non-dominated designs of a workload (given as in :func:`search`) in 2 or 3 ``objectives``
+    (default: fps, dsp, bram on the FPGA templates; latency_ms, energy_uj, area_mm2 on asic-array)."""
+    cfg, wl = _config(workload, file=file, network=network, arch=arch, onnx=onnx, bits=bits, template=template,
+                      platform=platform, engine=engine, budget=budget, fix=fix, seed=seed,
+                      engine_options=engine_options, template_options=template_options)
+    return run_pareto(cfg, objectives, wl, progress=progress)

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from autonba.hw.workload import Workload
 
 if TYPE_CHECKING:
+    from autonba.hw.pareto import FrontModel
     from autonba.registry import Registry
 
 # the figures a family may report, and which way is better; a spec bounds one of them
@@ -135,6 +136,13 @@ class HardwareTemplate(ABC):
     @abstractmethod
     def engines(cls) -> Registry:
         """The family's search engines by name (``--engine das`` is the family's das)."""
+
+    def front_model(self, space: Any = None) -> FrontModel:
+        """The family's Pareto fronts over ``space`` (default: its own), for ``accel pareto``; a family
+        without one says so."""
+        from autonba.errors import AutonbaError
+        raise AutonbaError(f"template '{self.name}' has no Pareto-front model; fronts are available for the chunk "
+                           "templates (fpga-chunk, fpga-legacy) and asic-array")
 
     # ---- platforms ----------------------------------------------------------------------------
     @classmethod

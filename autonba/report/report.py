@@ -71,8 +71,10 @@ def _need(doc: Any, keys: tuple[str, ...], path: Path) -> dict[str, Any]:
 
 def pareto(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points not dominated in (maximise x, maximise y), sorted by x."""
-    keep = [i for i, (x, y) in enumerate(points)
-            if not any((x2 >= x and y2 >= y) and (x2 > x or y2 > y) for x2, y2 in points)]
+    import torch
+
+    from autonba.hw.pareto import nondominated
+    keep = nondominated(-torch.tensor(points, dtype=torch.float64).reshape(-1, 2)).tolist()
     return sorted(keep, key=lambda i: points[i][0])
 
 

@@ -207,6 +207,10 @@ class AsicArray(HardwareTemplate):
         from autonba.hw.asic.engines import ASIC_ENGINES
         return ASIC_ENGINES
 
+    def front_model(self, space: Any = None):
+        from autonba.hw.asic.pareto import AsicFronts
+        return AsicFronts(self, space)
+
     @classmethod
     def load_platform(cls, name_or_path: str) -> Technology:
         return load_technology(name_or_path)
@@ -227,11 +231,16 @@ class AsicArray(HardwareTemplate):
 
     def figures(self, design: Design) -> Figures:
         ev = self.evaluate(design[0].unsqueeze(0), design[1].unsqueeze(0))
-        cycles, energy = float(ev.latency[0]), float(ev.energy[0])
-        return Figures(ev.layer_latency[0], cycles, ev.layer_energy[0], energy, bool(ev.feasible[0]),
-                       {"fps": self.clock_hz / cycles, "latency_ms": cycles / self.clock_hz * 1e3,
-                        "energy_uj": energy * 1e-6, "edp_uj_ms": energy * 1e-6 * cycles / self.clock_hz * 1e3,
-                        "area_mm2": float(ev.area[0])})
+        m = self.metrics(ev.latency, ev.energy, ev.area)
+        return Figures(ev.layer_latency[0], float(ev.latency[0]), ev.layer_energy[0], float(ev.energy[0]),
+                       bool(ev.feasible[0]), {k: float(v[0]) for k, v in m.items()})
+
+    def metrics(self, cycles: torch.Tensor, energy: torch.Tensor, area: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The family's metrics (``metric_names``) of B designs from their latency (cycles), energy (pJ)
+        and area (mm^2), (B,) each."""
+        ms, uj = cycles / self.clock_hz * 1e3, energy * 1e-6
+        return {"fps": self.clock_hz / cycles, "latency_ms": ms, "energy_uj": uj, "edp_uj_ms": uj * ms,
+                "area_mm2": area}
 
     def result(self, design: Design, **search: Any) -> AsicResult:
         return AsicResult.from_design(self, design, **search)

@@ -89,11 +89,11 @@ class MappingTable:
             out.append((e.repeat(len(codes)), bits.repeat(len(codes)), reps, reps[:, m]))
         return out
 
-    def best(self, hv: torch.Tensor, fronts: list[Front], bound: float = float("inf")
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Array designs (values (n, H)) sharing the buffer configuration of ``fronts``, each with its
-        best mapping per layer: the objective (n,; inf over the area budget) and the chosen front
-        point per layer (n, L). ``bound``: designs that cannot beat it may keep a worse choice."""
+    def point_costs(self, hv: torch.Tensor, fronts: list[Front]
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Array designs (values (n, H)) sharing the buffer configuration of ``fronts``: per layer, the
+        energy (pJ) and latency (cycles) of each front point (n, L, P; inf where a layer has fewer points),
+        and each design's area (n,) and whether it fits the area budget (n,)."""
         sp, t = self.sp, self.template
         per_layer_df = "dataflow" in sp.map_factors
         n, L = len(hv), sp.num_layers
@@ -124,6 +124,15 @@ class MappingTable:
         lat = lat.masked_fill(absent, float("inf"))
         cap = t.options.area_mm2
         ok = torch.ones(n, dtype=torch.bool) if cap is None else area <= cap + 1e-12
+        return energy, lat, area, ok
+
+    def best(self, hv: torch.Tensor, fronts: list[Front], bound: float = float("inf")
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Array designs (values (n, H)) sharing the buffer configuration of ``fronts``, each with its
+        best mapping per layer: the objective (n,; inf over the area budget) and the chosen front
+        point per layer (n, L). ``bound``: designs that cannot beat it may keep a worse choice."""
+        t = self.template
+        energy, lat, _, ok = self.point_costs(hv, fronts)
         obj = t.options.objective
         if obj == "latency":
             pick = (lat + energy * 1e-30).argmin(-1)

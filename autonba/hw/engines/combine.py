@@ -72,12 +72,13 @@ def pareto_2d(dsp: torch.Tensor, bram: torch.Tensor) -> torch.Tensor:
     return order[b < best_before]
 
 
-def _fit(fronts: list[Front], tau: float, dsp_cap: float, bram_cap: float):
-    """Choose per chunk a point with cycles <= tau so that the summed (DSP, BRAM) fits the budgets.
+def reachable(fronts: list[Front], tau: float, dsp_cap: float, bram_cap: float
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The Pareto set of (DSP, BRAM) totals reachable by choosing per chunk a point with cycles <= tau,
+    within the budgets: totals (S,) each and the per-chunk choices behind them (S, C); None if nothing fits.
 
     A dynamic programme over chunks whose state is the Pareto set of reachable (DSP, BRAM) totals:
-    exact, and small because dominated totals are dropped at every chunk. Returns the per-chunk
-    choices, or None when nothing fits."""
+    exact, and small because dominated totals are dropped at every chunk."""
     dsp = torch.zeros(1, dtype=torch.float64)
     bram = torch.zeros(1, dtype=torch.float64)
     back = []
@@ -94,11 +95,17 @@ def _fit(fronts: list[Front], tau: float, dsp_cap: float, bram_cap: float):
         keep = fits[pareto_2d(d[fits], b[fits])]
         back.append((keep // len(ok), ok[keep % len(ok)]))
         dsp, bram = d[keep], b[keep]
-    picks, state = [], 0
+    picks, state = [], torch.arange(len(dsp))
     for parent, option in reversed(back):
-        picks.append(int(option[state]))
-        state = int(parent[state])
-    return picks[::-1]
+        picks.append(option[state])
+        state = parent[state]
+    return dsp, bram, torch.stack(picks[::-1], 1)
+
+
+def _fit(fronts: list[Front], tau: float, dsp_cap: float, bram_cap: float) -> list[int] | None:
+    """Per chunk a point with cycles <= tau so that the summed (DSP, BRAM) fits the budgets, or None."""
+    r = reachable(fronts, tau, dsp_cap, bram_cap)
+    return None if r is None else r[2][0].tolist()
 
 
 def combine(fronts: list[Front], dsp_cap: float, bram_cap: float) -> list[int] | None:

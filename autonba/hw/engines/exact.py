@@ -34,6 +34,19 @@ class Exact(Engine):
     Options = ExactOptions
 
     def _run(self) -> Outcome:
+        t = self.template
+        fronts, evaluations = self.fronts()
+        picks = combine(fronts, *t.budgets)
+        if picks is None:
+            return Outcome(None, float("inf"), evaluations, 0.0, info={"front_sizes": [len(f.cycles) for f in fronts]})
+        best = torch.stack([f.designs[p] for f, p in zip(fronts, picks)])
+        bottleneck = max(float(f.cycles[p]) for f, p in zip(fronts, picks))
+        return Outcome(best, bottleneck, evaluations, 0.0, [(evaluations, t.trace_figure(bottleneck))],
+                       {"front_sizes": [len(f.cycles) for f in fronts]})
+
+    def fronts(self) -> tuple[list[Front], int]:
+        """Every chunk's Pareto front in (cycles, DSP, BRAM) over its whole space (points over a budget on
+        their own dropped), and the chunk designs evaluated; ``Intractable`` over ``max_designs``."""
         t, sp = self.template, self.space
         dsp_cap, bram_cap = t.budgets
         sizes = [sp.size(c) for c in range(sp.num_chunks)]
@@ -52,10 +65,4 @@ class Exact(Engine):
                     evaluations += len(idx)
                     bar.update(len(idx))
                 fronts.append(front)
-        picks = combine(fronts, dsp_cap, bram_cap)
-        if picks is None:
-            return Outcome(None, float("inf"), evaluations, 0.0, info={"front_sizes": [len(f.cycles) for f in fronts]})
-        best = torch.stack([f.designs[p] for f, p in zip(fronts, picks)])
-        bottleneck = max(float(f.cycles[p]) for f, p in zip(fronts, picks))
-        return Outcome(best, bottleneck, evaluations, 0.0, [(evaluations, t.trace_figure(bottleneck))],
-                       {"front_sizes": [len(f.cycles) for f in fronts]})
+        return fronts, evaluations

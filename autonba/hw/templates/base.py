@@ -84,6 +84,10 @@ class ChunkTemplate(HardwareTemplate):
         from autonba.hw.engines import ENGINES
         return ENGINES
 
+    def front_model(self, space: Any = None):
+        from autonba.hw.templates.pareto import ChunkFronts
+        return ChunkFronts(self, space)
+
     @classmethod
     def load_platform(cls, name_or_path: str) -> Platform:
         return load_platform(name_or_path)
