@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local: --jobs points at a time on this machine; slurm: one SLURM job per point (the "
                          "sweep file's slurm section), through submitit")
     sw.add_argument("--jobs", type=_count, default=1, help="local: points at a time (the cores divided between them)")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of every point, e.g. --set data.path=/data/c10.zip (repeatable; saved "
+                         "with the sweep)")
     sw.add_argument("--dry-run", action="store_true", help="list the points and their state; run nothing")
     sw.add_argument("--no-wait", action="store_true",
                     help="slurm: submit and return (see 'autonba sweep status'; rerun the sweep to collect)")
@@ -381,7 +384,8 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     if args.no_wait and args.executor != "slurm":
         raise AutonbaError("--no-wait applies to --executor slurm only")
     failed = {k: v for k, v in run_sweep(args.sweep, args.root, args.executor, args.jobs, args.dry_run,
-                                         not args.no_wait, False if args.no_progress else None).items() if v}
+                                         not args.no_wait, False if args.no_progress else None, args.set).items()
+              if v}
     if failed:
         first = next(iter(failed))
         raise AutonbaError(f"{len(failed)} point(s) failed ({', '.join(failed)}); {first}: {failed[first]}")

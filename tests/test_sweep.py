@@ -36,6 +36,14 @@ def comparable(run: Path) -> dict:
     return strip(out)
 
 
+def test_set_on_the_command_line_joins_the_sweep_and_is_saved(tmp_path, capsys):
+    root = tmp_path / "root"
+    assert main(["sweep", str(sweep_file(tmp_path)), "--root", str(root), "--set", "data.name=nope"]) == 2
+    assert "unknown dataset 'nope'" in capsys.readouterr().err
+    assert main(["sweep", str(sweep_file(tmp_path)), "--root", str(root), "--set", "seed", "--dry-run"]) == 2
+    assert "--set expects KEY=VALUE" in capsys.readouterr().err
+
+
 def test_points_are_named_by_their_values_and_checked(tmp_path):
     s = load_sweep(sweep_file(tmp_path, set={"search.epochs": 2},
                               axes={"target.fps": [20000.0, 30000], "mode": ["joint", "sequential"]},
@@ -56,6 +64,7 @@ def test_points_are_named_by_their_values_and_checked(tmp_path):
     ({"axess": {}}, ["axess", "allowed"]),
     ({"include": [{"mode": "fixed-arch", "arch": "no-such-net"}]}, ["neither a hand-designed network", "mbv2-8bit"]),
     ({"axes": {"hardware.engine": ["das", "warp"]}}, ["hardware.engine", "warp", "allowed"]),
+    ({"set": {"data.name": "nope"}}, ["dataset", "nope", "allowed"]),
 ])
 def test_a_bad_sweep_is_one_error_line_before_any_work(tmp_path, capsys, sweep, words):
     root = tmp_path / "root"

@@ -19,9 +19,11 @@ def default_root(sweep_file: str | Path) -> Path:
 
 
 def run_sweep(sweep_file: str | Path, root: str | Path | None = None, executor: str = "local", jobs: int = 1,
-              dry_run: bool = False, wait: bool = True, progress: bool | None = None) -> dict[str, str | None]:
+              dry_run: bool = False, wait: bool = True, progress: bool | None = None,
+              overrides: list[str] | None = None) -> dict[str, str | None]:
     """Bring every point of the sweep to done: finished ones skipped, interrupted ones resumed, failed
-    ones tried again. Returns, per point run now, None or why it failed."""
+    ones tried again. ``overrides`` (``KEY=VALUE``) join the sweep's ``set`` (and are saved with it).
+    Returns, per point run now, None or why it failed."""
     from autonba.search.joint import check_config
 
     if executor not in EXECUTORS:
@@ -29,6 +31,8 @@ def run_sweep(sweep_file: str | Path, root: str | Path | None = None, executor: 
     if jobs < 1:
         raise AutonbaError(f"--jobs must be at least 1, got {jobs}")
     sweep = load_sweep(sweep_file)
+    if overrides:
+        sweep = sweep.model_copy(update={"set": {**sweep.set, **dict(_override(o) for o in overrides)}})
     points = expand(sweep)
     for p in points:  # every name resolved (dataset, engines, hand-designed network, ...) before any work
         try:
@@ -55,6 +59,15 @@ def run_sweep(sweep_file: str | Path, root: str | Path | None = None, executor: 
             slurm.submit(todo)
             return {}
         return _drive(slurm.run, todo, progress)
+
+
+def _override(item: str) -> tuple[str, object]:
+    from autonba.config import parse_value
+
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise AutonbaError(f"--set expects KEY=VALUE with a dotted key (e.g. data.path=/data/c10.zip), got '{item}'")
+    return key.strip(), parse_value(raw)
 
 
 def _drive(run, todo: list[str], progress: bool | None) -> dict[str, str | None]:
