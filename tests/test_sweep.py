@@ -55,6 +55,9 @@ def test_points_are_named_by_their_values_and_checked(tmp_path):
     assert points[3].config.target.fps == 30000 and points[3].config.mode == "sequential"
     assert points[4].config.arch == "mbv2-8bit"
     assert point_name({"a.seed": 1, "b.seed": 2, "x": "p/q r"}) == "a.seed-1_b.seed-2_x-p-q-r"
+    only = expand(load_sweep(sweep_file(tmp_path, include=[{"seed": 1}, {"seed": 2}])))
+    assert [p.name for p in only] == ["seed-1", "seed-2"]  # no axes: the include entries only
+    assert [p.name for p in expand(load_sweep(sweep_file(tmp_path)))] == ["base"]
 
 
 @pytest.mark.parametrize("sweep, words", [

@@ -116,8 +116,8 @@ def expand(sweep: SweepConfig) -> list[Point]:
     for key, value in sweep.set.items():
         set_dotted(base, key, value, "sweep set:")
     entries = [dict(zip(sweep.axes, combo)) for combo in itertools.product(*sweep.axes.values())]
-    if not sweep.axes and not sweep.include:
-        entries = [{}]
+    if not sweep.axes and sweep.include:  # the points are the include entries only
+        entries = []
     named = [(point_name(e), e) for e in entries]
     for inc in sweep.include:
         values = {k: v for k, v in inc.items() if k != "name"}
