@@ -24,6 +24,7 @@ from autonba.sweep.plan import STATE, Point, load_plan, saved_sweep
 from autonba.sweep.point import sweep_status
 
 HAND = "fixed-arch"
+NAMES = {"fps": "FPS", "edp_uj_ms": "EDP", "latency_ms": "latency", "energy_uj": "energy"}
 
 
 def is_sweep(path: str | Path) -> bool:
@@ -72,7 +73,7 @@ def _groups(points: list[Point], runs: dict[str, Run], metric: str) -> list[Grou
         key = ", ".join(f"{k}={v}" for k, v in rest.items()) or "base"
         bound = p.config.target.bound
         label = (p.config.arch or p.name) if p.config.mode == HAND else \
-            f"{p.config.mode} @ {bound:,.6g}{' FPS' if metric == 'fps' else ' ' + metric}"
+            f"{p.config.mode} @ {bound:,.6g} {NAMES[metric]}"
         groups.setdefault(key, Group(key, p.config.mode, label)).runs.append((p, runs[p.name]))
     return list(groups.values())
 
@@ -96,7 +97,7 @@ def mode_fronts(means: torch.Tensor, modes: list[str], metric: str) -> tuple[dic
 
 
 def _plot(groups: list[Group], fronts: dict[str, list[int]], metric: str, targets: list[float], title: str,
-          out: Path) -> None:
+          accuracy: str, out: Path) -> None:
     from autonba.report.report import _plt, _save
 
     plt = _plt()
@@ -128,9 +129,8 @@ def _plot(groups: list[Group], fronts: dict[str, list[int]], metric: str, target
         ax.annotate(f"target {t:,.6g}", (t, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
                     color="grey", xytext=(3, 0), textcoords="offset points")
     better = "higher" if DIRECTIONS[metric] == "max" else "lower"
-    name = "FPS" if metric == "fps" else metric
-    ax.set(xlabel=f"{name} ({UNITS[metric]}) on the searched accelerator, {better} is better",
-           ylabel="test accuracy (%)", title=title)
+    ax.set(xlabel=f"{NAMES[metric]} ({UNITS[metric]}) on the searched accelerator, {better} is better",
+           ylabel=f"{accuracy} (%)", title=title)
     if metric != "fps":
         ax.set_xscale("log")
     ax.grid(alpha=0.3)
@@ -181,10 +181,10 @@ def write_sweep_report(root: str | Path, out: str | Path | None = None) -> Path:
     fronts, hv = mode_fronts(means, [g.mode for g in groups], metric)
     targets = sorted({p.config.target.bound for p in points if p.config.mode != HAND})
     seeds = max((len(g.runs) for g in groups), default=0)
-    title = (f"test accuracy vs {'FPS' if metric == 'fps' else metric}: sweep {root.name} "
-             f"(mean ± std over up to {seeds} seed(s))")
+    accuracy = "test accuracy" if train else "supernet accuracy (architecture split, not retrained)"
+    title = f"{accuracy.split(' (')[0]} vs {NAMES[metric]}: sweep {root.name} (mean ± std over up to {seeds} seed(s))"
     if groups:
-        _plot(groups, fronts, metric, targets, title, out / "fronts.png")
+        _plot(groups, fronts, metric, targets, title, accuracy, out / "fronts.png")
     write_atomic(out / "points.csv", _csv(points, runs, states, metric))
     lines = [f"# sweep {root.name}", "", f"{len(runs)} of {len(points)} points finished"
              + ("" if len(runs) == len(points) else " (the rest: " + ", ".join(
@@ -192,9 +192,9 @@ def write_sweep_report(root: str | Path, out: str | Path | None = None) -> Path:
     if groups:
         lines += ["![fronts](fronts.png)", ""]
     lines += ["## Hypervolume per mode", "",
-              f"Test accuracy and {metric} of each group (mean over seeds), both normalised to [0, 1] between the "
-              f"best and the worst group of the sweep; reference point {REFERENCE} in each (the worst plus 10% of "
-              "the range). Higher is better; the box holds at most "
+              f"{accuracy.capitalize()} and {NAMES[metric]} of each group (mean over seeds), both normalised to "
+              f"[0, 1] between the best and the worst group of the sweep; reference point {REFERENCE} in each "
+              "(the worst plus 10% of the range). Higher is better; the box holds at most "
               f"{REFERENCE ** 2:.2f}.", "", "| mode | groups | on the front | hypervolume |", "|---|---|---|---|"]
     for mode, v in sorted(hv.items(), key=lambda kv: -kv[1]):
         n = sum(g.mode == mode for g in groups)
@@ -202,7 +202,8 @@ def write_sweep_report(root: str | Path, out: str | Path | None = None) -> Path:
                      f"{v:.4f} |")
     on_front = {i for idx in fronts.values() for i in idx}
     lines += ["", "## Groups (points that differ only in their seed)", "",
-              f"| group | mode | seeds | retrainings | {metric} | test acc % | met | front |",
+              f"| group | mode | seeds | {'retrainings' if train else 'runs'} | {NAMES[metric]} ({UNITS[metric]}) | "
+              f"{'test' if train else 'supernet'} acc % | met | front |",
               "|---|---|---|---|---|---|---|---|"]
     for i, g in enumerate(groups):
         met = sum(bool(r.result["meets_target"]) for _, r in g.runs)
