@@ -23,7 +23,8 @@ def test_slurm_sweep_survives_scancel_and_ends_identical_to_local(tmp_path, caps
     pytest.importorskip("submitit")
     if reason := ensure_installed(accounting=False):
         pytest.skip(reason)
-    f = sweep_file(tmp_path, set={"search.epochs": 6}, axes={"mode": ["joint", "sequential"]},
+    # 12 epochs: the cancelled point must not finish within KillWait (5 s), while submitit ignores SIGTERM
+    f = sweep_file(tmp_path, set={"search.epochs": 12}, axes={"mode": ["joint", "sequential"]},
                    slurm={"partition": "debug", "cpus_per_task": 1, "time_min": 15})
     local, root = tmp_path / "local", tmp_path / "slurm-root"
     assert main(["sweep", str(f), "--root", str(local), "--jobs", "2", "--no-progress"]) == 0  # 1 thread a point
