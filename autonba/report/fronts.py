@@ -105,6 +105,7 @@ def _plot(groups: list[Group], fronts: dict[str, list[int]], metric: str, target
     modes = sorted({g.mode for g in groups})
     colour = {m: f"C{i}" for i, m in enumerate(modes)}
     labelled: set[str] = set()
+    hand = 0
     for g in groups:
         c = colour[g.mode]
         accs = [100 * a for a in g.accs()]
@@ -116,14 +117,19 @@ def _plot(groups: list[Group], fronts: dict[str, list[int]], metric: str, target
         ax.scatter([x for x, _ in per_run], [a for _, a in per_run], s=12, color=c, alpha=0.35, lw=0)
         name = "hand-designed" if g.mode == HAND else g.mode
         ax.errorbar(mx, ma, xerr=sx, yerr=sa, fmt="*" if g.mode == HAND else "o", color=c, ms=9 if g.mode == HAND
-                    else 6, capsize=3, lw=1, label=None if name in labelled else f"{name}: mean ± std, line: front")
+                    else 6, capsize=3, lw=1,
+                    label=None if name in labelled else f"{name}: mean ± std; dashed, ringed: its front")
         labelled.add(name)
-        if g.mode == HAND:
-            ax.annotate(g.label, (mx, ma), textcoords="offset points", xytext=(6, -10), fontsize=8, color=c)
+        if g.mode == HAND:  # labels staggered, so that networks of close FPS stay readable
+            hand += 1
+            ax.annotate(g.label, (mx, ma), textcoords="offset points", xytext=(6, 6 - 12 * (hand % 3)), fontsize=8,
+                        color=c)
     for mode, idx in fronts.items():
         pts = sorted((_mean_std(groups[i].xs(metric))[0], 100 * _mean_std(groups[i].accs())[0]) for i in idx)
-        ax.plot([x for x, _ in pts], [a for _, a in pts], "-" if mode != HAND else ":", color=colour[mode], lw=1.5,
-                drawstyle="steps-post" if DIRECTIONS[metric] == "min" else "steps-pre")
+        ax.plot([x for x, _ in pts], [a for _, a in pts], "--" if mode != HAND else ":", color=colour[mode], lw=2.5,
+                alpha=0.8, zorder=3, drawstyle="steps-post" if DIRECTIONS[metric] == "min" else "steps-pre")
+        ax.scatter([x for x, _ in pts], [a for _, a in pts], s=160, facecolors="none", edgecolors=colour[mode],
+                   lw=1.5, zorder=3)
     for t in targets:
         ax.axvline(t, ls="--", color="grey", lw=1)
         ax.annotate(f"target {t:,.6g}", (t, 0.02), xycoords=("data", "axes fraction"), rotation=90, fontsize=7,
