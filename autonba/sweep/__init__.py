@@ -9,7 +9,6 @@ from pathlib import Path
 from autonba.errors import AutonbaError
 from autonba.io import RunLock
 from autonba.sweep.plan import Point, expand, load_sweep, save_plan
-from autonba.sweep.point import point_status
 
 EXECUTORS = ("local", "slurm")
 
@@ -25,6 +24,7 @@ def run_sweep(sweep_file: str | Path, root: str | Path | None = None, executor: 
     ones tried again. ``overrides`` (``KEY=VALUE``) join the sweep's ``set`` (and are saved with it).
     Returns, per point run now, None or why it failed."""
     from autonba.search.joint import check_config
+    from autonba.sweep.point import point_status  # here: the package is imported before `-m ...point` runs
 
     if executor not in EXECUTORS:
         raise AutonbaError(f"--executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
@@ -89,6 +89,8 @@ def _drive(run, todo: list[str], progress: bool | None) -> dict[str, str | None]
 
 
 def _print_plan(root: Path, points: list[Point], train: bool) -> None:
+    from autonba.sweep.point import point_status
+
     for p in points:
         s = point_status(root, p, train)
         values = ", ".join(f"{k}={v}" for k, v in p.values.items()) or "(the base config)"
