@@ -394,14 +394,11 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 def _sweep_status(root: str) -> None:
     from collections import Counter
 
-    from autonba.sweep.point import sweep_status
-    from autonba.sweep.slurm import describe_jobs
+    from autonba.sweep import status
 
-    states, jobs = sweep_status(root), describe_jobs(Path(root))
+    states = status(root)
     width = max(len(s.name) for s in states)
     for s in states:
-        if s.state in ("pending", "failed") and s.name in jobs:  # its SLURM job is queued or starting again
-            s.state, s.detail = "pending", "; ".join(x for x in (jobs[s.name], s.detail) if x)
         print(f"{s.state:<8} {s.name:<{width}}  {s.detail}".rstrip())
     counts = Counter(s.state for s in states)
     print(", ".join(f"{counts[k]} {k}" for k in ("done", "running", "failed", "pending") if counts[k]),

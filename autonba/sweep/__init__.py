@@ -5,10 +5,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autonba.errors import AutonbaError
 from autonba.io import RunLock
 from autonba.sweep.plan import Point, expand, load_sweep, save_plan
+
+if TYPE_CHECKING:
+    from autonba.sweep.point import PointStatus
 
 EXECUTORS = ("local", "slurm")
 
@@ -59,6 +63,18 @@ def run_sweep(sweep_file: str | Path, root: str | Path | None = None, executor: 
             slurm.submit(todo)
             return {}
         return _drive(slurm.run, todo, progress)
+
+
+def status(root: str | Path) -> list[PointStatus]:
+    """Each point's state from its files, with the SLURM job still queued for it (if any) named."""
+    from autonba.sweep.point import sweep_status
+    from autonba.sweep.slurm import describe_jobs
+
+    states, jobs = sweep_status(root), describe_jobs(Path(root))
+    for s in states:
+        if s.state in ("pending", "failed") and s.name in jobs:  # its SLURM job is queued or starting again
+            s.state, s.detail = "pending", "; ".join(x for x in (jobs[s.name], s.detail) if x)
+    return states
 
 
 def _override(item: str) -> tuple[str, object]:

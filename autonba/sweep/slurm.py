@@ -22,7 +22,7 @@ from typing import IO, Any
 from autonba.errors import AutonbaError
 from autonba.io import read_json, write_json
 from autonba.sweep.plan import STATE, SlurmSpec, load_plan, saved_sweep
-from autonba.sweep.point import FAILED, point_status, run_point
+from autonba.sweep.point import point_status, run_point
 
 SLURM = "slurm"
 JOBS = "jobs.json"
@@ -75,6 +75,7 @@ class SlurmExecutor:
         self.root, self.spec = root, spec
         self.folder = root / STATE / SLURM
         self.submitit = _submitit()
+        self.points, self.train = {p.name: p for p in load_plan(root)}, saved_sweep(root).train
 
     def _jobs(self) -> dict[str, str]:
         path = self.folder / JOBS
@@ -114,12 +115,9 @@ class SlurmExecutor:
 
     def outcome(self, name: str, job: str) -> str | None:
         """None if the point is done, else why not (its recorded failure, or how its job ended)."""
-        failure = self.root / STATE / FAILED / f"{name}.json"
-        if failure.is_file():
-            return str(read_json(failure, "failure")["error"])
-        point = {p.name: p for p in load_plan(self.root)}[name]
-        if point_status(self.root, point, saved_sweep(self.root).train).state == "done":
-            return None
+        status = point_status(self.root, self.points[name], self.train)
+        if status.state in ("done", "failed"):
+            return None if status.state == "done" else status.detail
         return (f"SLURM job {job} ended without finishing the point (cancelled, killed, or out of time after "
                 f"{self.spec.max_requeues} requeues); see {self.folder / job.split('_')[0]}; it resumes from its "
                 "checkpoint when the sweep runs again")
