@@ -23,7 +23,7 @@ def test_slurm_sweep_survives_scancel_and_ends_identical_to_local(tmp_path, caps
     pytest.importorskip("submitit")
     if reason := ensure_installed(accounting=False):
         pytest.skip(reason)
-    # 12 epochs: the cancelled point must not finish within KillWait (5 s), while submitit ignores SIGTERM
+    # 12 epochs: the cancelled point is still running when scancel's SIGTERM reaches it (which ends it at once)
     f = sweep_file(tmp_path, set={"search.epochs": 12}, axes={"mode": ["joint", "sequential"]},
                    slurm={"partition": "debug", "cpus_per_task": 1, "time_min": 15})
     local, root = tmp_path / "local", tmp_path / "slurm-root"
@@ -52,10 +52,6 @@ def test_slurm_sweep_survives_scancel_and_ends_identical_to_local(tmp_path, caps
                     jobs[run] = json.loads(jobs_file.read_text())[run.name]
                     cluster.run(*(["scancel"] if action == "scancel" else ["scontrol", "requeue"]), jobs[run])
                     del todo[run]
-                    if action == "scancel":  # while its job is being killed, the point is still held
-                        capsys.readouterr()
-                        assert main(["sweep", "status", str(root)]) == 0  # in this process: SLURM_CONF is set
-                        assert "running  mode-joint" in capsys.readouterr().out
             time.sleep(0.05)
         assert not todo, cluster.logs_tail()
         job, other = jobs[victim], jobs[requeued]

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,9 +43,12 @@ def _submitit() -> Any:
 
 def _point_job(submitit: Any) -> Any:
     """submitit's checkpointable callable: requeued on timeout or preemption, it simply runs the point
-    again, which resumes from the run's own checkpoint."""
+    again, which resumes from the run's own checkpoint. submitit ignores SIGTERM (a time limit reaches it
+    as SIGUSR2 first); the point restores SIGTERM's default so that ``scancel``, ``scontrol requeue`` and
+    preemption end it at once rather than after KillWait: its last epoch checkpoint is all it keeps anyway."""
     class PointJob(submitit.helpers.Checkpointable):
         def __call__(self, root: str, name: str, threads: int, procs: int) -> dict[str, Any]:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             return run_point(root, name, threads, procs)
     return PointJob()
 
