@@ -120,6 +120,24 @@ def test_soft_bits_sampling_runs(tmp_path):
     assert search(cfg, tmp_path / "soft", progress=False)["bits_sampling"] == "soft"
 
 
+@pytest.mark.slow
+def test_compiled_quantisers_log_the_weight_steps_bit_identically(tmp_path):
+    """search.compile on (torch.compile's C++ kernels on CPU): the warm-up epochs (weight steps: forward
+    and input gradients only) log exactly what the eager kernels log; the search epoch after them (whose
+    coefficient gradients are sums the compiler may reorder) runs to a derived network."""
+    logs = []
+    for setting in ("off", "on"):
+        (tmp_path / setting).mkdir()
+        cfg = tiny_config(tmp_path / setting, search={"epochs": 3, "warmup_epochs": 2, "compile": setting})
+        run, res, _ = searched(tmp_path / setting, cfg)
+        logs.append([json.loads(line) for line in (run / "search_log.jsonl").read_text().splitlines()])
+        assert len(res["arch"]["blocks"]) == 2
+    for off, on in zip(*logs):
+        off.pop("seconds"), on.pop("seconds")
+        assert off == on or off["phase"] == "search"
+    assert [r["phase"] for r in logs[1]] == ["warmup", "warmup", "search"]
+
+
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path, finished):
     cfg = write_config(tmp_path)
     run = tmp_path / "killed"

@@ -43,10 +43,11 @@ def test_input_gradient_is_the_same_with_and_without_coefficient_gradients(kind)
     assert torch.equal(grads[0], grads[1])
 
 
-def test_activation_quantiser_is_bit_identical_to_torch_fake_quantize():
-    """Our elementwise form of per-tensor fake quantisation (faster on CPU) equals PyTorch's operator
-    exactly, on rounding ties, clipped values and channels-last tensors, for every bitwidth."""
-    from autonba.nas.quant import _fake_quant, _qparams, minmax
+def test_quantisers_are_bit_identical_to_torch_fake_quantize():
+    """Our elementwise form of fake quantisation (what the fused kernels compute) equals PyTorch's
+    operators exactly, on rounding ties, clipped values and channels-last tensors, for every bitwidth:
+    per tensor for activations, per output channel for weights."""
+    from autonba.nas.quant import _qparams, minmax
     g = torch.Generator().manual_seed(5)
     for trial in range(40):
         x = torch.randn(6, 5, 7, 7, generator=g) * (0.1 + 5 * trial / 40) + (trial % 5 - 2) * 0.3
@@ -61,20 +62,62 @@ def test_activation_quantiser_is_bit_identical_to_torch_fake_quantize():
             k = torch.arange(-2 * qmax, 2 * qmax, dtype=torch.float32)
             for t in (x, (k + 0.5) * scale, k * scale):  # values, exact ties, exact levels
                 want = torch.fake_quantize_per_tensor_affine(t, scale, zero, qmin, qmax)
-                got = _fake_quant(t, (scale, zero, qmin, qmax), "act")
-                assert torch.equal(got, want), (trial, b)
+                assert torch.equal(quantize(t, b, "act", lo, hi)[0], want), (trial, b)
+            ws, wz, wmin, wmax = _qparams(x, (b,), "weight", None, None)[0]
+            want = torch.fake_quantize_per_channel_affine(x, ws, wz, 0, wmin, wmax)
+            assert torch.equal(quantize(x, b, "weight")[0], want), (trial, b)
 
 
-def test_single_bitwidth_gradient_is_the_same_with_and_without_clipping_check():
-    """The one-bitwidth backward skips the clipping mask when nothing is clipped; the gradient is
-    the masked straight-through one either way."""
+def _reference_mix(x, coef, bits, kind, lo, hi):
+    """The mixture as a chain of PyTorch's fake-quantize operators, summed in order from zero, and its
+    straight-through input gradient factor: the arithmetic the fused kernels must reproduce."""
+    from autonba.nas.quant import _qparams
+    out, factor = torch.zeros_like(x), torch.zeros_like(x)
+    for c, p in zip(coef, _qparams(x, bits, kind, lo, hi)):
+        if p is None:
+            q, m = x, torch.ones_like(x)
+        elif kind == "weight":
+            q, m = torch.fake_quantize_per_channel_affine(x, p[0], p[1], 0, p[2], p[3]), torch.ones_like(x)
+        else:
+            q = torch.fake_quantize_per_tensor_affine(x, p[0], p[1], p[2], p[3])
+            z = p[1].float()
+            m = ((x >= (p[2] - z) * p[0]) & (x <= (p[3] - z) * p[0])).float()
+        out.add_(q * c)
+        factor.add_(m * c)
+    return out, factor
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_fused_mixture_is_bit_identical_to_the_chain_of_fake_quantize_operators(compiled):
+    """Eager and compiled (torch.compile) fused kernels: the forward value and the input gradient are
+    bit-identical to the per-bitwidth chain, the coefficients' gradient equal within rounding."""
+    g = torch.Generator().manual_seed(7)
+    for kind, bits, shape in (("act", (4, 6, 8), (6, 16, 9, 9)), ("act", (8, 2), (3, 8, 5, 5)),
+                              ("act", (4, 32), (3, 8, 5, 5)), ("weight", (4, 6, 8), (16, 8, 3, 3)),
+                              ("weight", (5,), (10, 12))):
+        x = torch.randn(*shape, generator=g) * 1.7
+        lo, hi = (x.amin() * 0.8, x.amax() * 0.9) if kind == "act" else (None, None)
+        coef = torch.softmax(torch.randn(len(bits), generator=g), 0).requires_grad_(True)
+        xa = x.clone().requires_grad_(True)
+        y = mix_quant(xa, coef, bits, kind, lo, hi, compiled=compiled)
+        gy = torch.randn(*shape, generator=g)
+        (y * gy).sum().backward()
+        want, factor = _reference_mix(x, coef.detach(), bits, kind, lo, hi)
+        assert torch.equal(y.detach(), want), (kind, bits)
+        if kind == "act":
+            assert torch.equal(xa.grad, gy * factor), (kind, bits)
+        qs = [quantize(x, b, kind, lo, hi)[0] for b in bits]
+        assert torch.allclose(coef.grad, torch.stack([(gy * q).sum() for q in qs]), rtol=1e-5, atol=1e-5)
+
+
+def test_single_bitwidth_gradient_is_masked_straight_through():
     torch.manual_seed(3)
     for shrink in (1.0, 0.5):                          # nothing clipped / some clipped
         x = torch.randn(4, 6, 5, 5).contiguous(memory_format=torch.channels_last)
         lo, hi = x.amin() * shrink, x.amax() * shrink
         xa = x.clone().requires_grad_(True)
         g = torch.randn_like(x)
-        (mix_quant(xa, torch.ones(1), (4,), "act", lo, hi) * g).sum().backward()
+        (mix_quant(xa, None, (4,), "act", lo, hi) * g).sum().backward()
         _, m = quantize(x, 4, "act", lo, hi)
         assert torch.equal(xa.grad, torch.where(m, g, torch.zeros_like(g)))
         assert shrink == 1.0 or not bool(m.all())

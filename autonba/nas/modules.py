@@ -17,23 +17,26 @@ from autonba.nas.quant import ActRange, mix_quant
 
 @dataclass
 class QuantSpec:
-    """How a layer is quantised in one forward: ``sum_j coef_j * Q_bits_j``; with ``multipath`` one conv
-    per bitwidth, summed (the memory-hungry way, for the ablation)."""
+    """How a layer is quantised in one forward: ``sum_j coef_j * Q_bits_j`` (``coef`` None: one bitwidth,
+    coefficient 1); with ``multipath`` one conv per bitwidth, summed (the memory-hungry way, for the
+    ablation)."""
 
     bits: tuple[int, ...]
-    coef: torch.Tensor
+    coef: torch.Tensor | None
     multipath: bool = False
 
     @classmethod
     def fixed(cls, bits: int) -> QuantSpec:
-        return cls((int(bits),), torch.ones(1))
+        return cls((int(bits),), None)
 
 
 class QConv2d(nn.Conv2d):
     """A conv whose weights (per output channel) and input (per tensor) are fake-quantised (``pow2``:
-    with power-of-two scales, set by the network from its layout)."""
+    with power-of-two scales, set by the network from its layout; ``compiled``: through the compiled
+    quantiser kernels, set by the network)."""
 
     pow2 = False
+    compiled = False
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
         super().__init__(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
@@ -42,17 +45,21 @@ class QConv2d(nn.Conv2d):
     # takes its bitwidths per call: never used as a plain Conv2d
     def forward(self, x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:  # type: ignore[override]
         lo, hi = self.act_range(x)
+        c = self.compiled
         if spec.multipath:
+            assert spec.coef is not None
             return sum(spec.coef[j] * self._conv_forward(
-                mix_quant(x, spec.coef.new_ones(1), (b,), "act", lo, hi, self.pow2),
-                mix_quant(self.weight, spec.coef.new_ones(1), (b,), "weight", pow2=self.pow2), None)
+                mix_quant(x, None, (b,), "act", lo, hi, self.pow2, c),
+                mix_quant(self.weight, None, (b,), "weight", pow2=self.pow2, compiled=c), None)
                 for j, b in enumerate(spec.bits))
-        return self._conv_forward(mix_quant(x, spec.coef, spec.bits, "act", lo, hi, self.pow2),
-                                  mix_quant(self.weight, spec.coef, spec.bits, "weight", pow2=self.pow2), None)
+        return self._conv_forward(mix_quant(x, spec.coef, spec.bits, "act", lo, hi, self.pow2, c),
+                                  mix_quant(self.weight, spec.coef, spec.bits, "weight", pow2=self.pow2,
+                                            compiled=c), None)
 
 
 class QLinear(nn.Linear):
     pow2 = False
+    compiled = False
 
     def __init__(self, fin: int, fout: int):
         super().__init__(fin, fout)
@@ -61,8 +68,9 @@ class QLinear(nn.Linear):
     # takes its bitwidths per call: never used as a plain Linear
     def forward(self, x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:  # type: ignore[override]
         lo, hi = self.act_range(x)
-        return F.linear(mix_quant(x, spec.coef, spec.bits, "act", lo, hi, self.pow2),
-                        mix_quant(self.weight, spec.coef, spec.bits, "weight", pow2=self.pow2), self.bias)
+        c = self.compiled
+        return F.linear(mix_quant(x, spec.coef, spec.bits, "act", lo, hi, self.pow2, c),
+                        mix_quant(self.weight, spec.coef, spec.bits, "weight", pow2=self.pow2, compiled=c), self.bias)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -141,6 +149,12 @@ class QNetwork(nn.Module):
         for m in self.modules():
             if isinstance(m, (QConv2d, QLinear)):
                 m.pow2 = layout.scales == "pow2"
+
+    def compile_quantisers(self, on: bool = True) -> None:
+        """Run every quantised layer through the compiled quantiser kernels (or back to eager)."""
+        for m in self.modules():
+            if isinstance(m, (QConv2d, QLinear)):
+                m.compiled = on
 
     def forward(self, x: torch.Tensor, path: list[LayerPath]) -> torch.Tensor:
         x = F.relu(self.stem_bn(self.stem(x, self.fixed)))

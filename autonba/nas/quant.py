@@ -1,21 +1,34 @@
-"""Fake quantisation with mixed bitwidths, built on PyTorch's fake-quantize operators.
+"""Fake quantisation with mixed bitwidths.
 
 ``mix_quant(x, coef, bits, ...)`` returns ``sum_j coef_j * Q_bits_j(x)`` as ONE autograd node that
-saves only ``x`` and ``coef``: the per-bitwidth quantised tensors and clipping masks are recomputed
-in the backward pass, so memory does not grow with the number of bitwidths (a chain of
-per-bitwidth fake-quantize calls would save one mask per bitwidth). The gradient is the
-straight-through estimator: ``d/dx = g * sum_j coef_j * inside_j(x)``, ``d/dcoef_j = <g, Q_j(x)>``.
+saves only ``x``, ``coef`` and the range: the per-bitwidth quantised tensors and clipping masks are
+recomputed in the backward pass, so memory does not grow with the number of bitwidths. The gradient is
+the straight-through estimator: ``d/dx = g * sum_j coef_j * inside_j(x)``, ``d/dcoef_j = <g, Q_j(x)>``.
+
+Forward and backward are each one function of all the bitwidths at once: the quantisation parameters
+of every bitwidth come from one range, and each element is read once and its ``J`` quantised values
+summed in registers when the function is compiled (``compiled=True``: ``torch.compile``, one fused
+C++ loop on CPU, one Triton kernel on CUDA, shapes dynamic so each layer does not recompile). Eager and
+compiled forms are the same code and give the same values (the coefficients' gradient is a sum whose
+order the compiler may change, so equal within rounding).
 
 Weights are quantised symmetrically per output channel (range from ``max |w|``), activations
 affinely per tensor (range from the batch in training, an EMA of it in evaluation). A zero range
-never divides by zero; 32 bits (or more) means unquantised.
+never divides by zero; 32 bits (or more) means unquantised. Each quantised value is computed as
+PyTorch's fake-quantize operators do (``round(x * (1 / s))`` clipped, times ``s``); tests check
+they are bit-identical.
 
 With ``pow2`` (fixed point, what FPGA datapaths and hls4ml compute exactly) every scale is the
 smallest power of two whose grid covers the range, and every zero point is 0: weights per output
 channel on the symmetric signed grid, activations per tensor on the unsigned grid [0, 2^b - 1]
 when the range has no negative value (after a ReLU), else on the signed grid [-2^(b-1), 2^(b-1) - 1].
+Nothing here reads a tensor's value on the host, so a GPU never waits on it.
 """
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,8 +36,9 @@ from torch import nn
 EPS = 1e-8
 FULL = 32
 
-
 QParams = tuple[torch.Tensor, torch.Tensor, int, int]  # scale, zero point, qmin, qmax
+Bound = torch.Tensor | int
+ActGrid = tuple[torch.Tensor, torch.Tensor, Bound, Bound]  # scale, zero point (float), qmin, qmax
 
 
 def pow2_ceil(x: torch.Tensor) -> torch.Tensor:
@@ -32,11 +46,43 @@ def pow2_ceil(x: torch.Tensor) -> torch.Tensor:
     return torch.pow(2.0, torch.ceil(torch.log2(x)))  # (not exp2: ONNX export lacks it)
 
 
+# ---- the grids: one place for the formulas -----------------------------------------------------------
+def weight_grid(amax: torch.Tensor, b: int, pow2: bool) -> tuple[torch.Tensor, int]:
+    """Per-output-channel scale of the symmetric signed ``b``-bit grid covering ``amax`` = max |w|, and
+    its largest level (the grid is ``-levels .. levels``)."""
+    levels = 2 ** (b - 1) - 1
+    scale = (amax / levels).clamp(min=EPS)
+    return (pow2_ceil(scale) if pow2 else scale), levels
+
+
+def act_grids(lo: torch.Tensor, hi: torch.Tensor, bits: tuple[int, ...], pow2: bool) -> list[ActGrid | None]:
+    """The per-tensor grid of each bitwidth (None: unquantised) over [lo, hi] widened to include 0 (so
+    that 0 is exact)."""
+    lo, hi = torch.clamp(lo, max=0.0).float(), torch.clamp(hi, min=0.0).float()
+    return [None if b >= FULL else act_grid(lo, hi, b, pow2) for b in bits]
+
+
+def act_grid(lo: torch.Tensor, hi: torch.Tensor, b: int, pow2: bool) -> ActGrid:
+    """Scale, zero point (as a float) and integer range [qmin, qmax] of the per-tensor ``b``-bit grid over
+    [lo, hi], lo <= 0 <= hi; with ``pow2`` the bounds are tensors (unsigned grid or signed one, chosen
+    without reading the range on the host)."""
+    if not pow2:
+        qmax = 2 ** b - 1
+        scale = ((hi - lo) / qmax).clamp(min=EPS)
+        return scale, torch.clamp(torch.round(-lo / scale), 0, qmax), 0, qmax
+    half = 2 ** (b - 1)
+    unsigned = lo >= 0
+    signed_scale = torch.maximum(-lo / half, hi / (half - 1) if half > 1 else hi)
+    scale = pow2_ceil(torch.where(unsigned, hi / (2 ** b - 1), signed_scale).clamp(min=EPS))
+    qmin = torch.where(unsigned, 0.0, -float(half))
+    qmax = torch.where(unsigned, float(2 ** b - 1), float(half - 1))
+    return scale, torch.zeros_like(scale), qmin, qmax
+
+
 def _qparams(x: torch.Tensor, bits: tuple[int, ...], kind: str, lo: torch.Tensor | None,
              hi: torch.Tensor | None, pow2: bool = False) -> list[QParams | None]:
-    """Quantisation parameters of every bitwidth (None: unquantised), from one range computation:
-    weights symmetric per output channel (max |w|), activations affine per tensor over [lo, hi]
-    widened to include 0 (so that 0 is exact); with ``pow2``, power-of-two scales, zero points 0."""
+    """Quantisation parameters of every bitwidth (None: unquantised) as ``(scale, int zero point, qmin,
+    qmax)``, for export and inspection (the bounds are read on the host)."""
     out: list[QParams | None] = []
     if kind == "weight":
         amax = x.detach().abs().flatten(1).amax(1).float()
@@ -45,128 +91,152 @@ def _qparams(x: torch.Tensor, bits: tuple[int, ...], kind: str, lo: torch.Tensor
             if b >= FULL:
                 out.append(None)
                 continue
-            levels = 2 ** (b - 1) - 1
-            scale = (amax / levels).clamp(min=EPS)
-            out.append((pow2_ceil(scale) if pow2 else scale, zero, -levels, levels))
+            scale, levels = weight_grid(amax, b, pow2)
+            out.append((scale, zero, -levels, levels))
         return out
     assert lo is not None and hi is not None  # activations are quantised over a given range
-    lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)
-    span = (hi - lo).float()
-    for b in bits:
-        if b >= FULL:
-            out.append(None)
-        elif pow2:
-            out.append(_pow2_act(lo.float(), hi.float(), b))
-        else:
-            qmax = 2 ** b - 1
-            scale = (span / qmax).clamp(min=EPS)
-            out.append((scale, torch.clamp(torch.round(-lo / scale), 0, qmax).to(torch.int32), 0, qmax))
+    for grid in act_grids(lo, hi, bits, pow2):
+        out.append(None if grid is None else (grid[0], grid[1].to(torch.int32), int(grid[2]), int(grid[3])))
     return out
 
 
-def _pow2_act(lo: torch.Tensor, hi: torch.Tensor, b: int) -> QParams:
-    """Fixed-point activation parameters: unsigned b bits when nothing is negative, else signed."""
-    zero = torch.zeros((), dtype=torch.int32, device=lo.device)
-    if bool(lo >= 0):
-        return pow2_ceil((hi / (2 ** b - 1)).clamp(min=EPS)), zero, 0, 2 ** b - 1
-    half = 2 ** (b - 1)
-    scale = torch.maximum(-lo / half, hi / (half - 1) if half > 1 else hi)
-    return pow2_ceil(scale.clamp(min=EPS)), zero, -half, half - 1
-
-
-def _fake_quant(x: torch.Tensor, p: QParams | None, kind: str) -> torch.Tensor:
-    if p is None:
+# ---- one pass over x for all bitwidths --------------------------------------------------------------
+def _act_q(x: torch.Tensor, grid: ActGrid | None) -> torch.Tensor:
+    if grid is None:
         return x
-    scale, zero, qmin, qmax = p
-    if kind == "weight":
-        return torch.fake_quantize_per_channel_affine(x, scale, zero, 0, qmin, qmax)
-    if not x.is_cpu:  # one fused kernel
-        return torch.fake_quantize_per_tensor_affine(x, scale, zero, qmin, qmax)
-    # On CPU: bit-identical to the operator (round(x / s) + z, clip, - z, * s, with 1 / s precomputed
-    # as its kernel does; tests check equality) in four multithreaded elementwise passes, ~3x faster.
-    z = zero.float()
-    return torch.round(x * (1.0 / scale)).clamp_(qmin - z, qmax - z).mul_(scale)
+    scale, zero, qmin, qmax = grid
+    return torch.clamp(torch.round(x * (1.0 / scale)), qmin - zero, qmax - zero) * scale
 
 
-def _edges(p: QParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """The clipping range of per-tensor activation parameters, in the input's units."""
-    scale, zero, qmin, qmax = p
-    z = zero.float()
-    return (qmin - z) * scale, (qmax - z) * scale
+def _act_inside(x: torch.Tensor, grid: ActGrid) -> torch.Tensor:
+    """Whether each element lies inside the grid's clipping range."""
+    scale, zero, qmin, qmax = grid
+    return (x >= (qmin - zero) * scale) & (x <= (qmax - zero) * scale)
 
 
-def _inside(x: torch.Tensor, p: QParams | None, kind: str) -> torch.Tensor | None:
-    """Mask of the elements inside the clipping range (None: everything; weights are never clipped)."""
-    if p is None or kind == "weight":
-        return None
-    lo, hi = _edges(p)
-    return (x >= lo) & (x <= hi)
+def _weight_q(w: torch.Tensor, amax: torch.Tensor, b: int, pow2: bool) -> torch.Tensor:
+    scale, levels = weight_grid(amax, b, pow2)
+    s = scale.view(-1, *([1] * (w.dim() - 1)))
+    return torch.clamp(torch.round(w * (1.0 / s)), -levels, levels) * s
 
 
-def minmax(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x``'s smallest and largest element in one pass over its memory (``aminmax`` on a
-    channels-last tensor would first copy it to the contiguous layout)."""
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        x = x.permute(0, 2, 3, 1)
-    return torch.aminmax(x.reshape(-1))
+def _amax(w: torch.Tensor) -> torch.Tensor:
+    return w.abs().flatten(1).amax(1).float()
 
 
-def _all_inside(x: torch.Tensor, p: QParams | None, kind: str) -> bool:
-    """Whether no element is clipped, known without a mask: always for weights and unquantised
-    tensors; on CPU from one min/max pass (on a GPU the host sync would cost more than the mask)."""
-    if p is None or kind == "weight":
-        return True
-    if not x.is_cpu:
-        return False
-    (lo, hi), (x_lo, x_hi) = _edges(p), minmax(x)
-    return bool(x_lo >= lo) and bool(x_hi <= hi)
+def _terms_sum(terms: list[torch.Tensor]) -> torch.Tensor:
+    out = terms[0]
+    for t in terms[1:]:
+        out = out + t
+    return out
+
+
+def act_forward(x: torch.Tensor, coef: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                bits: tuple[int, ...], pow2: bool) -> torch.Tensor:
+    return _terms_sum([_act_q(x, grid) * coef[j] for j, grid in enumerate(act_grids(lo, hi, bits, pow2))])
+
+
+def weight_forward(w: torch.Tensor, coef: torch.Tensor, bits: tuple[int, ...], pow2: bool) -> torch.Tensor:
+    amax = _amax(w)
+    return _terms_sum([w * coef[j] if b >= FULL else _weight_q(w, amax, b, pow2) * coef[j]
+                       for j, b in enumerate(bits)])
+
+
+def act_backward(x: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                 bits: tuple[int, ...], pow2: bool, coef_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The input's straight-through gradient (through each bitwidth's clipping range) and, with
+    ``coef_grad``, the coefficients' gradient."""
+    grids = act_grids(lo, hi, bits, pow2)
+    factor = _terms_sum([coef[j].expand_as(x) if grid is None else torch.where(_act_inside(x, grid), coef[j], 0.0)
+                         for j, grid in enumerate(grids)])
+    gc = torch.stack([(g * _act_q(x, grid)).sum() for grid in grids]) if coef_grad else None
+    return g * factor, gc
+
+
+def weight_coef_grad(w: torch.Tensor, g: torch.Tensor, bits: tuple[int, ...], pow2: bool) -> torch.Tensor:
+    amax = _amax(w)
+    return torch.stack([(g * (w if b >= FULL else _weight_q(w, amax, b, pow2))).sum() for b in bits])
+
+
+_KERNELS: dict[str, Callable[..., Any]] = {
+    "act_forward": act_forward, "weight_forward": weight_forward, "act_backward": act_backward,
+    "weight_coef_grad": weight_coef_grad}
+
+
+@functools.cache
+def kernel(name: str, compiled: bool) -> Callable[..., Any]:
+    """One of the fused functions, eager or compiled (built once per process, compiled on first call per
+    number of bitwidths and variant; the bitwidths' values and the shapes are dynamic)."""
+    fn = _KERNELS[name]
+    if not compiled:
+        return fn
+    # a run meets up to ~6 variants per function (1-3 bitwidths, with or without the coefficients' gradient);
+    # a test process meets more (fixed point, 32-bit choices): more than dynamo's default limit of 8
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(fn, dynamic=True)
+
+
+def compile_wanted(setting: str, device: torch.device) -> bool:
+    """Whether a run uses the compiled kernels: ``on``, ``off``, or ``auto`` (on CUDA)."""
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
 def quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = None,
              hi: torch.Tensor | None = None, pow2: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Fake-quantised ``x`` (no autograd) and the mask of elements inside the clipping range."""
-    p = _qparams(x, (bits,), kind, lo, hi, pow2)[0]
-    mask = _inside(x, p, kind)
-    return _fake_quant(x, p, kind), torch.ones_like(x, dtype=torch.bool) if mask is None else mask
+    if bits >= FULL:
+        return x, torch.ones_like(x, dtype=torch.bool)
+    if kind == "weight":
+        return _weight_q(x, _amax(x), bits, pow2), torch.ones_like(x, dtype=torch.bool)
+    assert lo is not None and hi is not None
+    grid = act_grids(lo, hi, (bits,), pow2)[0]
+    assert grid is not None
+    return _act_q(x, grid), _act_inside(x, grid)
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _flat(x: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+    """``x`` as one dimension in the memory order of ``like`` (default ``x``): a view where the layouts
+    allow. The kernels see 1-D activations and 2-D weights, so no layer's shape (a 1x1 kernel, a single
+    image) makes them recompile."""
+    like = x if like is None else like
+    if _channels_last(like):
+        return x.permute(0, 2, 3, 1).reshape(-1)
+    return x.reshape(-1)
+
+
+def _unflat(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``_flat``: shape and memory layout of ``like``."""
+    if _channels_last(like):
+        n, c, h, w = like.shape
+        return flat.view(n, h, w, c).permute(0, 3, 1, 2)
+    return flat.view(like.shape)
 
 
 class _MixQuant(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, coef, bits, kind, lo, hi, pow2):
-        params = _qparams(x, bits, kind, lo, hi, pow2)
-        if len(params) == 1:  # one bitwidth (a derived network, a sampled path): no accumulator
-            out = _fake_quant(x, params[0], kind).mul_(coef[0]) if params[0] is not None else x * coef[0]
-        else:
-            out = torch.zeros_like(x)
-            for j, p in enumerate(params):
-                out.add_(_fake_quant(x, p, kind).mul_(coef[j]) if p is not None else x * coef[j])
-        ctx.save_for_backward(x, coef)
-        ctx.params, ctx.kind = params, kind  # a few scalars / per-channel vectors per bitwidth
-        return out
+    def forward(ctx, x, coef, bits, kind, lo, hi, pow2, compiled):
+        ctx.save_for_backward(x, coef, lo, hi)
+        ctx.bits, ctx.kind, ctx.pow2, ctx.compiled = bits, kind, pow2, compiled
+        if kind == "weight":
+            return kernel("weight_forward", compiled)(x.reshape(x.shape[0], -1), coef, bits, pow2).view(x.shape)
+        return _unflat(kernel("act_forward", compiled)(_flat(x), coef, lo, hi, bits, pow2), x)
 
     @staticmethod
     def backward(ctx, g):
-        x, coef = ctx.saved_tensors
-        gx = None
-        if ctx.needs_input_grad[0]:  # straight through inside every bitwidth's clipping range
-            if len(ctx.params) == 1:
-                p = ctx.params[0]
-                gx = g * coef[0]
-                if not _all_inside(x, p, ctx.kind):
-                    gx.masked_fill_(~_inside(x, p, ctx.kind), 0.0)
-            else:
-                masks = [_inside(x, p, ctx.kind) for p in ctx.params]
-                if all(m is None for m in masks):
-                    gx = g * coef.sum()
-                else:
-                    factor = torch.zeros_like(x)
-                    for j, m in enumerate(masks):
-                        factor.add_(coef[j] if m is None else m.to(x.dtype).mul_(coef[j]))
-                    gx = g * factor
-        gc = None
-        if ctx.needs_input_grad[1]:
-            gc = torch.stack([(g * _fake_quant(x, p, ctx.kind)).sum() for p in ctx.params])
-        return gx, gc, None, None, None, None, None
+        x, coef, lo, hi = ctx.saved_tensors
+        need_x, need_coef = ctx.needs_input_grad[:2]
+        bits, pow2, compiled = ctx.bits, ctx.pow2, ctx.compiled
+        if ctx.kind == "weight":  # never clipped: straight through
+            gx = (g * coef[0] if len(bits) == 1 else g * coef.sum()) if need_x else None
+            gc = kernel("weight_coef_grad", compiled)(x.reshape(x.shape[0], -1), g.reshape(x.shape[0], -1), bits,
+                                                      pow2) if need_coef else None
+            return gx, gc, None, None, None, None, None, None
+        gx, gc = kernel("act_backward", compiled)(_flat(x), _flat(g, like=x), coef, lo, hi, bits, pow2, need_coef)
+        return _unflat(gx, x), gc, None, None, None, None, None, None
 
 
 def plain_quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = None,
@@ -183,22 +253,36 @@ def plain_quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | Non
     return (torch.clamp(torch.round(x / scale) + z, qmin, qmax) - z) * scale
 
 
-def mix_quant(x: torch.Tensor, coef: torch.Tensor, bits: tuple[int, ...], kind: str,
-              lo: torch.Tensor | None = None, hi: torch.Tensor | None = None, pow2: bool = False) -> torch.Tensor:
-    """``sum_j coef_j * Q_bits_j(x)`` with a straight-through gradient, in constant memory; ``pow2``:
-    power-of-two scales with zero points 0 (fixed point)."""
+def mix_quant(x: torch.Tensor, coef: torch.Tensor | None, bits: tuple[int, ...], kind: str,
+              lo: torch.Tensor | None = None, hi: torch.Tensor | None = None, pow2: bool = False,
+              compiled: bool = False) -> torch.Tensor:
+    """``sum_j coef_j * Q_bits_j(x)`` with a straight-through gradient, in constant memory (``coef`` None:
+    one bitwidth, coefficient 1); ``pow2``: power-of-two scales with zero points 0 (fixed point);
+    ``compiled``: through the compiled kernels."""
+    if len(bits) == 1 and bits[0] >= FULL and (coef is None or not coef.requires_grad):
+        return x if coef is None else x * coef[0]
+    if coef is None:
+        coef = torch.ones(1, device=x.device, dtype=x.dtype)
     if torch.jit.is_tracing():  # ONNX export (no gradients): elementary ops the exporter knows
         qs = [plain_quantize(x, int(b), kind, lo, hi, pow2) for b in bits]
         return qs[0] if len(bits) == 1 else sum(c * q for c, q in zip(coef, qs))
-    if len(bits) == 1 and bits[0] >= FULL and not coef.requires_grad:
-        return x * coef[0] if float(coef[0]) != 1.0 else x
-    z = torch.zeros((), device=x.device)
-    return _MixQuant.apply(x, coef.to(x.device, x.dtype), tuple(int(b) for b in bits), kind,
-                           z if lo is None else lo, z if hi is None else hi, pow2)
+    if coef.device != x.device or coef.dtype != x.dtype:
+        coef = coef.to(x.device, x.dtype)
+    if lo is None or hi is None:  # weights: no range (any tensor holds the place)
+        lo = hi = coef
+    return _MixQuant.apply(x, coef, tuple(int(b) for b in bits), kind, lo, hi, pow2, compiled)
+
+
+def minmax(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x``'s smallest and largest element in one pass over its memory (``aminmax`` on a
+    channels-last tensor would first copy it to the contiguous layout)."""
+    return torch.aminmax(_flat(x))
 
 
 class ActRange(nn.Module):
-    """Per-tensor activation range: the batch's in training (also updating an EMA), the EMA in eval."""
+    """Per-tensor activation range: the batch's in training (also updating an EMA), the EMA in eval.
+    Whether the EMA has started is read from its buffer once (after construction or loading), not at
+    every call, so a training step never waits on the GPU for it."""
 
     lo: torch.Tensor  # buffers (registered in __init__)
     hi: torch.Tensor
@@ -210,17 +294,24 @@ class ActRange(nn.Module):
         self.register_buffer("lo", torch.zeros(()))
         self.register_buffer("hi", torch.zeros(()))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+        self._started: bool | None = None  # the buffer's value, once read
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._started = None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.training:
-            lo, hi = minmax(x.detach())
-            with torch.no_grad():
-                if bool(self.initialised):
-                    self.lo.lerp_(lo, self.momentum)
-                    self.hi.lerp_(hi, self.momentum)
-                else:
-                    self.lo.copy_(lo)
-                    self.hi.copy_(hi)
-                    self.initialised.fill_(True)
-            return lo, hi
-        return self.lo, self.hi
+        if not self.training:
+            return self.lo, self.hi
+        lo, hi = minmax(x.detach())
+        with torch.no_grad():
+            if self._started is None:
+                self._started = bool(self.initialised)
+            if self._started:
+                torch._foreach_lerp_([self.lo, self.hi], [lo, hi], self.momentum)
+            else:
+                self.lo.copy_(lo)
+                self.hi.copy_(hi)
+                self.initialised.fill_(True)
+                self._started = True
+        return lo, hi

@@ -46,10 +46,10 @@ class Sample:
 
 
 def ste_coef(logits: torch.Tensor) -> torch.Tensor:
-    """Straight-through coefficients for active choices whose first entry is the chosen one."""
+    """Straight-through coefficients over the last dimension, whose first entry is the chosen one."""
     sm = torch.softmax(logits, -1)
     hard = torch.zeros_like(sm)
-    hard[0] = 1.0
+    hard[..., 0] = 1.0
     return hard - sm.detach() + sm
 
 
@@ -65,6 +65,7 @@ class Supernet(nn.Module):
         self.net = QNetwork(space.layout, [list(space.ops)] * L)
         self.alpha = nn.Parameter(torch.zeros(L, O))
         self.beta = nn.Parameter(torch.zeros(L, O, J))
+        self._host: tuple[tuple[int, int, int], torch.Tensor, torch.Tensor] | None = None
 
     def weight_parameters(self) -> list[nn.Parameter]:
         return list(self.net.parameters())
@@ -77,57 +78,67 @@ class Supernet(nn.Module):
 
     # ---- sampling ------------------------------------------------------------------------------
     def sample(self, step: str, temperature: float = 1.0, generator: torch.Generator | None = None) -> Sample:
-        """A path for a ``"weight"`` or ``"arch"`` step under this supernet's mode."""
+        """A path for a ``"weight"`` or ``"arch"`` step under this supernet's mode. All layers are sampled
+        together: the rankings on a host copy of the logits (read once after they change: the host must
+        know which modules to run), the coefficients in a few batched operations on the logits' device."""
         if step not in ("weight", "arch"):
             raise ValueError(f"step must be 'weight' or 'arch', got {step!r}")
         arch = step == "arch"
-        bits = tuple(self.space.bits)
-        ga = _gumbel(self.alpha.shape, generator).to(self.alpha.device)
-        gb = _gumbel(self.beta.shape, generator).to(self.beta.device)
-        paths: list[LayerPath] = []
-        ops_out: list[int] = []
-        bits_out: list[int] = []
-        act_ops: list[list[int]] = []
-        act_bits: list[list[int]] = []
-        for l in range(self.alpha.shape[0]):
-            alpha = self.alpha[l] if arch else self.alpha[l].detach()
-            beta = self.beta[l] if arch else self.beta[l].detach()
-            rank = torch.argsort(alpha.detach() + ga[l], descending=True).tolist()
-            if self.mode == "soft":
-                p = torch.softmax((alpha + ga[l]) / temperature, -1)
-                quant = [self._soft_bits(beta[o], gb[l, o], temperature, bits, False) for o in range(len(p))]
-                paths.append(LayerPath(list(range(len(p))), p, quant))
-                ops_out.append(rank[0])
-                bits_out.append(int(torch.argmax(beta[rank[0]].detach() + gb[l, rank[0]])))
-                act_ops.append([])
-                act_bits.append([])
-                continue
-            active = rank[:self.top_k] if arch else rank[:1]
-            coef = ste_coef(alpha[active]) if arch else None
-            chosen = [self._bits(beta[o], gb[l, o], temperature, arch) for o in active]
-            paths.append(LayerPath(active, coef, [q for q, _, _ in chosen]))
-            ops_out.append(active[0])
-            bits_out.append(chosen[0][1])
-            act_ops.append(active if arch else [])
-            act_bits.append(chosen[0][2] if arch else [])
-        return Sample(paths, ops_out, bits_out, act_ops, act_bits)
+        L = self.alpha.shape[0]
+        ga, gb = _gumbel(self.alpha.shape, generator), _gumbel(self.beta.shape, generator)
+        alpha_h, beta_h = self._host_logits()
+        rank = torch.argsort(alpha_h + ga, dim=-1, descending=True)
+        alpha = self.alpha if arch else self.alpha.detach()
+        beta = self.beta if arch else self.beta.detach()
+        dev = self.alpha.device
 
-    def _bits(self, beta: torch.Tensor, g: torch.Tensor, temperature: float,
-              arch: bool) -> tuple[QuantSpec, int, list[int]]:
-        """Bitwidths of one executed operation: its QuantSpec, the chosen index and the hard active set."""
-        bits = tuple(self.space.bits)
-        if self.mode == "multipath" or (self.mode == "hetero" and not arch):
-            q = self._soft_bits(beta, g, temperature, bits, self.mode == "multipath")
-            return q, int(torch.argmax(q.coef.detach())), []
-        rank = torch.argsort(beta.detach() + g, descending=True).tolist()
-        active = rank[:self.top_k] if arch else rank[:1]
-        coef = ste_coef(beta[active]) if arch else torch.ones(1)
-        return QuantSpec(tuple(bits[j] for j in active), coef), active[0], active
+        def to_dev(t: torch.Tensor) -> torch.Tensor:  # a host tensor, copied without waiting on the device
+            return t.to(dev, non_blocking=True)
 
-    @staticmethod
-    def _soft_bits(beta: torch.Tensor, g: torch.Tensor, temperature: float, bits: tuple[int, ...],
-                   multipath: bool) -> QuantSpec:
-        return QuantSpec(bits, torch.softmax((beta + g) / temperature, -1), multipath)
+        if self.mode == "soft":
+            p = torch.softmax((alpha + to_dev(ga)) / temperature, -1).unbind(0)
+            q = torch.softmax((beta + to_dev(gb)) / temperature, -1)
+            first = rank[:, 0].tolist()
+            chosen_bits = torch.argmax(beta_h + gb, -1)[torch.arange(L), rank[:, 0]].tolist()
+            paths = [LayerPath(list(range(self.alpha.shape[1])), p[l], [QuantSpec(self.bits, c) for c in q_l.unbind(0)])
+                     for l, q_l in enumerate(q.unbind(0))]
+            return Sample(paths, first, chosen_bits, [[] for _ in range(L)], [[] for _ in range(L)])
+        k = self.top_k if arch else 1
+        ops = rank[:, :k]                                                     # (L, K) executed operations
+        op_coef = ste_coef(alpha.gather(1, to_dev(ops))).unbind(0) if arch else [None] * L
+        rows = torch.arange(L).unsqueeze(1)
+        b_logits = beta_h[rows, ops] + gb[rows, ops]                          # (L, K, J) on the host
+        soft_bits = self.mode == "multipath" or (self.mode == "hetero" and not arch)
+        if soft_bits:
+            q = torch.softmax((beta[to_dev(rows), to_dev(ops)] + to_dev(gb[rows, ops])) / temperature, -1)
+            chosen = torch.argmax(torch.softmax(b_logits / temperature, -1), -1)  # (L, K)
+            specs = [[QuantSpec(self.bits, c, self.mode == "multipath") for c in q_l.unbind(0)] for q_l in q]
+            active_bits: list[list[int]] = [[] for _ in range(L)]
+        else:
+            kb = self.top_k if arch else 1
+            brank = torch.argsort(b_logits, dim=-1, descending=True)[..., :kb]   # (L, K, Kb)
+            chosen = brank[..., 0]
+            bit_coef = ste_coef(beta[to_dev(rows), to_dev(ops)].gather(2, to_dev(brank))) if arch else None
+            br = brank.tolist()
+            coefs = [r.unbind(0) for r in bit_coef.unbind(0)] if bit_coef is not None else [[None] * k] * L
+            specs = [[QuantSpec(tuple(self.bits[j] for j in br[l][i]), coefs[l][i]) for i in range(k)]
+                     for l in range(L)]
+            active_bits = [br[l][0] if arch else [] for l in range(L)]
+        ops_l, chosen_l = ops.tolist(), chosen.tolist()
+        paths = [LayerPath(ops_l[l], op_coef[l], specs[l]) for l in range(L)]
+        return Sample(paths, [o[0] for o in ops_l], [c[0] for c in chosen_l],
+                      [o if arch else [] for o in ops_l], active_bits)
+
+    @property
+    def bits(self) -> tuple[int, ...]:
+        return tuple(self.space.bits)
+
+    def _host_logits(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha and beta on the host, copied (one wait on the device) only when they changed."""
+        key = (self.alpha.data_ptr(), self.alpha._version, self.beta._version)
+        if self._host is None or self._host[0] != key:
+            self._host = (key, self.alpha.detach().cpu(), self.beta.detach().cpu())
+        return self._host[1], self._host[2]
 
     @torch.no_grad()
     def offset_(self, sample: Sample, alpha_before: torch.Tensor, beta_before: torch.Tensor) -> None:
@@ -150,7 +161,7 @@ class Supernet(nn.Module):
             w = lp.op_coef[i] if lp.op_coef is not None else self.alpha.new_ones(())
             q = lp.quant[i]
             j = q.bits.index(self.space.bits[b])
-            out.append(w * q.coef[j].to(w.device))
+            out.append(w if q.coef is None else w * q.coef[j].to(w.device))
         return torch.stack(out)
 
     def single_path(self, sample: Sample) -> list[tuple[str, int]]:

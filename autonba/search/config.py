@@ -114,6 +114,9 @@ class SearchSchedule(_Strict):
                                     "'none' is the reference estimator, which pushes every sampled choice down "
                                     "in proportion to its cost")
     workers: int = Field(0, ge=0, le=MAX_WORKERS, description="data-loader worker processes")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="the quantisers' fused kernels compiled with torch.compile (C++ on CPU, Triton on "
+                            "CUDA; the first steps compile, cached on disk): auto = on CUDA only")
     derive: Literal["rescore", "best", "last"] = Field(
         "rescore", description="final network: 'last' = the argmax network after the last epoch; of the networks "
                                "derived after each search epoch that met the target as measured then (the last if "

@@ -12,6 +12,7 @@ import contextlib
 import math
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from autonba.io import (
 )
 from autonba.nas.arch import Arch, BlockChoice
 from autonba.nas.handmade import check_arch_ref, resolve_arch
+from autonba.nas.quant import compile_wanted
 from autonba.nas.space import SearchSpace, load_space
 from autonba.nas.supernet import Supernet
 from autonba.search import dist as dist_
@@ -79,6 +81,7 @@ class JointSearch:
                                    f"{cfg.search.batch_size} per process; lower search.batch_size or use more data "
                                    "(data.train_subset, data.arch_fraction)")
         self.supernet = Supernet(self.space, cfg.bits_sampling, cfg.search.top_k).to(ctx.device)
+        self.supernet.net.compile_quantisers(compile_wanted(cfg.search.compile, ctx.device))
         self.wnet: torch.nn.Module = self.supernet.net
         if ctx.distributed:
             self.wnet = torch.nn.parallel.DistributedDataParallel(
@@ -86,7 +89,7 @@ class JointSearch:
                 find_unused_parameters=True)
         s = cfg.search
         self.w_opt = torch.optim.SGD(self.supernet.weight_parameters(), lr=s.lr, momentum=s.momentum,
-                                     weight_decay=s.weight_decay, nesterov=True)
+                                     weight_decay=s.weight_decay, nesterov=True, foreach=True)
         self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=s.arch_lr, betas=s.arch_betas,
                                       weight_decay=s.arch_weight_decay)
         self.epoch, self.arch_steps, self.lam = 0, 0, cfg.target.lambda_init
@@ -114,30 +117,34 @@ class JointSearch:
         self.a_opt.load_state_dict(s["a_opt"])
         self.costing.load_state(s["costing"])
         self.epoch, self.arch_steps, self.lam = s["epoch"], s["arch_steps"], s["lambda"]
-        self.cost_mean = s.get("cost_mean")
+        mean = s.get("cost_mean")
+        self.cost_mean = None if mean is None else mean.to(self.ctx.device)
         self.log, self.info, self.seconds = s["log"], s["info"], s["seconds"]
 
     # ---- steps ----------------------------------------------------------------------------------------
-    def weight_step(self, x: torch.Tensor, y: torch.Tensor, temperature: float, g: torch.Generator) -> float:
+    # Steps return tensors on the device, summed there: nothing in a step waits on the GPU but sampling
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor, temperature: float, g: torch.Generator) -> torch.Tensor:
+        """One SGD step of the supernet weights on a sampled path; its loss."""
         sample = self.supernet.sample("weight", temperature, g)
         loss = F.cross_entropy(self.wnet(x, sample.paths), y)
         self.w_opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.supernet.weight_parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_(self.supernet.weight_parameters(), 5.0, foreach=True)
         self.w_opt.step()
-        return float(loss.detach())
+        return loss.detach()
 
-    def arch_step(self, x: torch.Tensor, y: torch.Tensor, temperature: float,
-                  g: torch.Generator) -> tuple[float, float, int]:
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor, temperature: float, g: torch.Generator) -> torch.Tensor:
+        """One step of alpha and beta; (cross-entropy, hardware cost of the single path, correct
+        predictions) as one tensor."""
         sn = self.supernet
         sample = sn.sample("arch", temperature, g)
         logits = sn.net(x, sample.paths)
         ce = F.cross_entropy(logits, y)
         path = tuple(sn.single_path(sample))
-        c = self.costing.block_cost(path)
+        c = self.costing.block_cost(path).to(self.ctx.device, non_blocking=True)
         w = sn.path_weights(sample)
-        cost = float((w.detach().cpu() * c).sum())
-        loss = ce + self.lam * (w * self._cost_advantage(c).to(self.ctx.device)).sum()
+        cost = (w.detach() * c).sum()
+        loss = ce + self.lam * (w * self._cost_advantage(c)).sum()
         params = sn.arch_parameters()
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         dense = [torch.zeros_like(p) if gr is None else gr for p, gr in zip(params, grads)]
@@ -153,8 +160,8 @@ class JointSearch:
             if self.ctx.main:
                 self.costing.research(path, epoch_seed(self.cfg.seed, self.arch_steps, 3))
             self.costing.load_state(self.ctx.broadcast(self.costing.state()))
-        correct = int((logits.argmax(1) == y).sum())
-        return float(ce.detach()), cost, correct
+        correct = (logits.detach().argmax(1) == y).sum()
+        return torch.stack([ce.detach().double(), cost.double(), correct.double()])
 
     def _cost_advantage(self, c: torch.Tensor) -> torch.Tensor:
         """The per-block cost that enters the architecture gradient: the cost itself (reference), or its
@@ -219,22 +226,22 @@ class JointSearch:
             wl = loader(self.weight_part, s.batch_size, s.workers, ctx, cfg.seed, e)
             al = None if warm else loader(self.arch_part, s.batch_size, s.workers, ctx, cfg.seed + 7, e)
             n = len(wl) if al is None else min(len(wl), len(al))
-            sums = torch.zeros(5, dtype=torch.float64)  # weight loss, ce, cost, correct, seen
+            sums = torch.zeros(5, dtype=torch.float64, device=ctx.device)  # weight loss, ce, cost, correct, seen
             bar = tqdm(total=n, desc=f"epoch {e + 1}/{s.epochs}" + (" warm-up" if warm else ""), leave=False,
                        disable=not self.progress, dynamic_ncols=True, file=sys.stderr)
-            batches = zip(wl) if al is None else zip(wl, al)
-            for step, pair in enumerate(batches):
-                x, y = (t.to(ctx.device) for t in pair[0])
+            batches: Iterable[tuple[Any, ...]] = zip(wl) if al is None else zip(wl, al)
+            for pair in batches:
+                x, y = (t.to(ctx.device, non_blocking=True) for t in pair[0])
                 if not warm:
-                    xa, ya = (t.to(ctx.device) for t in pair[1])
-                    ce, cost, correct = self.arch_step(xa, ya, temperature, g)
-                    self._check_finite("architecture", ce, step)
-                    sums[1:] += torch.tensor([ce, cost, correct, len(ya)], dtype=torch.float64)
-                loss = self.weight_step(x, y, temperature, g)
-                self._check_finite("weight", loss, step)
-                sums[0] += loss
+                    xa, ya = (t.to(ctx.device, non_blocking=True) for t in pair[1])
+                    sums[1:4] += self.arch_step(xa, ya, temperature, g)
+                    sums[4] += len(ya)
+                sums[0] += self.weight_step(x, y, temperature, g)
                 bar.update(1)
             bar.close()
+            sums = sums.cpu()
+            self._check_finite("weight", float(sums[0]))
+            self._check_finite("architecture", float(sums[1]))
             arch = self.supernet.derive()
             path = tuple((b.op, b.bits) for b in arch.blocks)
             m = self.costing.measure(path, epoch_seed(cfg.seed, e, 6)) if ctx.main else None
@@ -264,14 +271,15 @@ class JointSearch:
             ctx.barrier()
         return self.finish()
 
-    def _check_finite(self, which: str, loss: float, step: int) -> None:
-        """Stop a diverged search before it writes anything derived from NaN weights or logits."""
-        if not math.isfinite(loss):
+    def _check_finite(self, which: str, loss_sum: float) -> None:
+        """Stop a diverged search (checked once per epoch, on the summed losses) before it writes anything
+        derived from NaN weights or logits."""
+        if not math.isfinite(loss_sum):
             kept = ("its last checkpoint is kept unchanged" if (self.run_dir / CHECKPOINT).is_file()
                     else "no checkpoint was written")
-            raise AutonbaError(f"the search diverged: the {which} loss is {loss} at epoch {self.epoch + 1}, step "
-                               f"{step + 1}; {kept}; lower search.lr (now {self.cfg.search.lr:g}) or search.arch_lr "
-                               f"and start a new run")
+            raise AutonbaError(f"the search diverged: the {which} loss became {loss_sum} in epoch {self.epoch + 1}; "
+                               f"{kept}; lower search.lr (now {self.cfg.search.lr:g}) or search.arch_lr and start a "
+                               "new run")
 
     def _epoch_line(self, r: dict[str, Any]) -> None:
         loss = f"loss {r['weight_loss']:.3f}" + (f" arch {r['arch_loss']:.3f}" if r["arch_loss"] is not None else "")

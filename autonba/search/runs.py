@@ -20,7 +20,8 @@ def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
 
 
 def loader(ds: Dataset, batch: int, workers: int, ctx: dist_.Context, seed: int, epoch: int) -> DataLoader:
-    """Shuffled, last partial batch dropped; sharded over ranks; the order depends on (seed, epoch) only."""
+    """Shuffled, last partial batch dropped; sharded over ranks; the order depends on (seed, epoch) only.
+    Batches for a GPU come in pinned memory, so that copying them (``non_blocking``) does not stall it."""
     size = len(ds)  # type: ignore[arg-type]  # autonba's data sets are map-style, with a length
     if size < batch * ctx.world:
         raise AutonbaError(f"the split has {size} images, fewer than one batch of {batch} per process; "
@@ -32,6 +33,7 @@ def loader(ds: Dataset, batch: int, workers: int, ctx: dist_.Context, seed: int,
     else:
         sampler = RandomSampler(range(size), generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 1)))
     return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=True, num_workers=workers,
+                      pin_memory=ctx.device.type == "cuda",
                       generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 2)))
 
 
