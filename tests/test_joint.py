@@ -136,6 +136,17 @@ def test_compiled_quantisers_log_the_weight_steps_bit_identically(tmp_path):
         off.pop("seconds"), on.pop("seconds")
         assert off == on or off["phase"] == "search"
     assert [r["phase"] for r in logs[1]] == ["warmup", "warmup", "search"]
+    # retraining (one bitwidth per layer: forward and input gradients only) is bit-identical compiled
+    import shutil
+    shutil.copytree(tmp_path / "off" / "run", tmp_path / "again")
+    finals = []
+    for run, setting in ((tmp_path / "off" / "run", "off"), (tmp_path / "again", "on")):
+        assert main(["train", str(run), "--set", f"compile={setting}", "--no-progress"]) == 0
+        finals.append((json.loads((run / "final.json").read_text()),
+                       torch.load(run / "model.pt", weights_only=True)["state_dict"]))
+    (f_off, w_off), (f_on, w_on) = finals
+    assert f_off["test_acc"] == f_on["test_acc"] and f_off["log"][-1]["val_acc"] == f_on["log"][-1]["val_acc"]
+    assert all(torch.equal(w_off[k], w_on[k]) for k in w_off)
 
 
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path, finished):

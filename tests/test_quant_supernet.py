@@ -371,3 +371,26 @@ def test_pow2_scales_go_from_the_layout_into_every_quantised_layer():
     assert arch.layout.scales == "pow2" and Arch.model_validate_json(arch.model_dump_json()).layout.scales == "pow2"
     assert all(m.pow2 for m in DerivedNet(arch).modules() if isinstance(m, (QConv2d, QLinear)))
     assert not any(m.pow2 for m in Supernet(space).modules() if isinstance(m, (QConv2d, QLinear)))
+
+
+@pytest.mark.parametrize("kind", ["weight", "arch"])
+def test_saved_memory_does_not_grow_with_the_number_of_bitwidths(space, kind):
+    """What autograd keeps for the backward pass (each storage once) is the same with 1 and 6 bitwidth
+    choices: the fused quantiser saves its input, coefficients and range, never one tensor per bitwidth."""
+    saved = []
+    for bits in ([8], [2, 3, 4, 5, 6, 8]):
+        torch.manual_seed(0)
+        net = Supernet(space.model_copy(update={"bits": bits}))
+        x, y = batch(space, 8)
+        s = net.sample(kind, 1.0, torch.Generator().manual_seed(0))
+        seen: set[tuple[int, int]] = set()
+
+        def pack(t, seen=seen):
+            seen.add((t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()))
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = F.cross_entropy(net(x, s), y)
+        loss.backward()
+        saved.append(sum(n for _, n in seen))
+    assert saved[1] <= 1.15 * saved[0], saved

@@ -27,7 +27,7 @@ Nothing here reads a tensor's value on the host, so a GPU never waits on it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -105,7 +105,8 @@ def _act_q(x: torch.Tensor, grid: ActGrid | None) -> torch.Tensor:
     if grid is None:
         return x
     scale, zero, qmin, qmax = grid
-    return torch.clamp(torch.round(x * (1.0 / scale)), qmin - zero, qmax - zero) * scale
+    return torch.round(x * (1.0 / scale)).clamp_(qmin - zero, qmax - zero).mul_(scale)  # (in place: eager, it
+    # allocates one tensor, not four)
 
 
 def _act_inside(x: torch.Tensor, grid: ActGrid) -> torch.Tensor:
@@ -117,29 +118,32 @@ def _act_inside(x: torch.Tensor, grid: ActGrid) -> torch.Tensor:
 def _weight_q(w: torch.Tensor, amax: torch.Tensor, b: int, pow2: bool) -> torch.Tensor:
     scale, levels = weight_grid(amax, b, pow2)
     s = scale.view(-1, *([1] * (w.dim() - 1)))
-    return torch.clamp(torch.round(w * (1.0 / s)), -levels, levels) * s
+    return torch.round(w * (1.0 / s)).clamp_(-levels, levels).mul_(s)
 
 
 def _amax(w: torch.Tensor) -> torch.Tensor:
     return w.abs().flatten(1).amax(1).float()
 
 
-def _terms_sum(terms: list[torch.Tensor]) -> torch.Tensor:
-    out = terms[0]
-    for t in terms[1:]:
-        out = out + t
+def _terms_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The terms' sum in their order, accumulated into the first (each term a fresh tensor)."""
+    it = iter(terms)
+    out = next(it)
+    for t in it:
+        out = out.add_(t)
     return out
 
 
 def act_forward(x: torch.Tensor, coef: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
                 bits: tuple[int, ...], pow2: bool) -> torch.Tensor:
-    return _terms_sum([_act_q(x, grid) * coef[j] for j, grid in enumerate(act_grids(lo, hi, bits, pow2))])
+    return _terms_sum(x * coef[j] if grid is None else _act_q(x, grid).mul_(coef[j])
+                      for j, grid in enumerate(act_grids(lo, hi, bits, pow2)))
 
 
 def weight_forward(w: torch.Tensor, coef: torch.Tensor, bits: tuple[int, ...], pow2: bool) -> torch.Tensor:
     amax = _amax(w)
-    return _terms_sum([w * coef[j] if b >= FULL else _weight_q(w, amax, b, pow2) * coef[j]
-                       for j, b in enumerate(bits)])
+    return _terms_sum(w * coef[j] if b >= FULL else _weight_q(w, amax, b, pow2).mul_(coef[j])
+                      for j, b in enumerate(bits))
 
 
 def act_backward(x: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
@@ -147,15 +151,16 @@ def act_backward(x: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, lo: torch
     """The input's straight-through gradient (through each bitwidth's clipping range) and, with
     ``coef_grad``, the coefficients' gradient."""
     grids = act_grids(lo, hi, bits, pow2)
-    factor = _terms_sum([coef[j].expand_as(x) if grid is None else torch.where(_act_inside(x, grid), coef[j], 0.0)
-                         for j, grid in enumerate(grids)])
-    gc = torch.stack([(g * _act_q(x, grid)).sum() for grid in grids]) if coef_grad else None
-    return g * factor, gc
+    factor = _terms_sum(torch.full_like(x, 1.0).mul_(coef[j]) if grid is None else
+                        torch.where(_act_inside(x, grid), coef[j], 0.0) for j, grid in enumerate(grids))
+    gc = torch.stack([(g * x if grid is None else _act_q(x, grid).mul_(g)).sum() for grid in grids]) \
+        if coef_grad else None
+    return factor.mul_(g), gc
 
 
 def weight_coef_grad(w: torch.Tensor, g: torch.Tensor, bits: tuple[int, ...], pow2: bool) -> torch.Tensor:
     amax = _amax(w)
-    return torch.stack([(g * (w if b >= FULL else _weight_q(w, amax, b, pow2))).sum() for b in bits])
+    return torch.stack([(g * w if b >= FULL else _weight_q(w, amax, b, pow2).mul_(g)).sum() for b in bits])
 
 
 _KERNELS: dict[str, Callable[..., Any]] = {

@@ -1,9 +1,9 @@
 """The configuration of ``autonba search`` / ``autonba train`` (saved resolved with every run)."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from autonba.config import validate
 from autonba.data.datasets import DataConfig
@@ -94,6 +94,11 @@ class TargetSpec(_Strict):
         return bool(feasible and (value >= self.fps if self.metric == "fps" else value <= self.bound))
 
 
+# YAML reads a bare on / off as a boolean
+COMPILE = Annotated[Literal["auto", "on", "off"],
+                    BeforeValidator(lambda v: ("on" if v else "off") if isinstance(v, bool) else v)]
+
+
 class SearchSchedule(_Strict):
     epochs: int = Field(40, gt=0, description="total epochs, warm-up included")
     warmup_epochs: int = Field(18, ge=0)
@@ -114,7 +119,7 @@ class SearchSchedule(_Strict):
                                     "'none' is the reference estimator, which pushes every sampled choice down "
                                     "in proportion to its cost")
     workers: int = Field(0, ge=0, le=MAX_WORKERS, description="data-loader worker processes")
-    compile: Literal["auto", "on", "off"] = Field(
+    compile: COMPILE = Field(
         "auto", description="the quantisers' fused kernels compiled with torch.compile (C++ on CPU, Triton on "
                             "CUDA; the first steps compile, cached on disk): auto = on CUDA only")
     derive: Literal["rescore", "best", "last"] = Field(
@@ -146,6 +151,7 @@ class RetrainSchedule(_Strict):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(4e-5, ge=0)
     workers: int = Field(0, ge=0, le=MAX_WORKERS)
+    compile: COMPILE = Field("auto", description="as search.compile (the results are the same either way)")
     seeds: int = Field(1, ge=1, description="train the derived network this many times from scratch (seeds: the "
                                             "run's seed, +1, ...) and report the mean test accuracy")
     quant_scales: Literal["float", "pow2"] | None = Field(

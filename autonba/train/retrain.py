@@ -34,6 +34,7 @@ from autonba.errors import AutonbaError
 from autonba.io import RunLock, load_checkpoint, read_json, save_checkpoint, write_json
 from autonba.nas.arch import Arch
 from autonba.nas.derived import DerivedNet, count_macs
+from autonba.nas.quant import compile_wanted
 from autonba.search.config import RetrainSchedule
 from autonba.search.dist import Context, resolve_device
 from autonba.search.runs import epoch_seed, load_run_config, loader
@@ -241,6 +242,7 @@ def _train_one(arch: Arch, sched: RetrainSchedule, seed: int, train_part: Datase
     # channels-last: about 30% less time per step on CPU for the CIFAR networks (Module.to takes memory_format;
     # torch's overloads omit it)
     model: DerivedNet = DerivedNet(arch).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model.net.compile_quantisers(compile_wanted(sched.compile, device))
     opt = torch.optim.SGD(model.parameters(), lr=sched.lr, momentum=sched.momentum,
                           weight_decay=sched.weight_decay, nesterov=True)
     state: TrainState = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "best": None, "log": [], "seconds": 0.0}
