@@ -1,7 +1,7 @@
 """Fake quantisation with mixed bitwidths.
 
 ``mix_quant(x, coef, bits, ...)`` returns ``sum_j coef_j * Q_bits_j(x)`` as ONE autograd node that
-saves only ``x``, ``coef`` and the range: the per-bitwidth quantised tensors and clipping masks are
+saves only ``x``, ``coef`` and the grids' scalars: the per-bitwidth quantised tensors and clipping masks are
 recomputed in the backward pass, so memory does not grow with the number of bitwidths. The gradient is
 the straight-through estimator: ``d/dx = g * sum_j coef_j * inside_j(x)``, ``d/dcoef_j = <g, Q_j(x)>``.
 
@@ -101,12 +101,10 @@ def _qparams(x: torch.Tensor, bits: tuple[int, ...], kind: str, lo: torch.Tensor
 
 
 # ---- one pass over x for all bitwidths --------------------------------------------------------------
-def _act_q(x: torch.Tensor, grid: ActGrid | None) -> torch.Tensor:
-    if grid is None:
-        return x
+# (in place on fresh intermediates: eager, a term allocates one tensor, not four; compiled, it is the same loop)
+def _act_q(x: torch.Tensor, grid: ActGrid) -> torch.Tensor:
     scale, zero, qmin, qmax = grid
-    return torch.round(x * (1.0 / scale)).clamp_(qmin - zero, qmax - zero).mul_(scale)  # (in place: eager, it
-    # allocates one tensor, not four)
+    return torch.round(x * (1.0 / scale)).clamp_(qmin - zero, qmax - zero).mul_(scale)
 
 
 def _act_inside(x: torch.Tensor, grid: ActGrid) -> torch.Tensor:
@@ -135,9 +133,11 @@ def _terms_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
 
 
 def act_forward(x: torch.Tensor, coef: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                bits: tuple[int, ...], pow2: bool) -> torch.Tensor:
+                bits: tuple[int, ...], pow2: bool) -> tuple[torch.Tensor, list[ActGrid | None]]:
+    """The mixture, and the grids (a few scalars, kept for the backward pass)."""
+    grids = act_grids(lo, hi, bits, pow2)
     return _terms_sum(x * coef[j] if grid is None else _act_q(x, grid).mul_(coef[j])
-                      for j, grid in enumerate(act_grids(lo, hi, bits, pow2)))
+                      for j, grid in enumerate(grids)), grids
 
 
 def weight_forward(w: torch.Tensor, coef: torch.Tensor, bits: tuple[int, ...], pow2: bool) -> torch.Tensor:
@@ -146,11 +146,10 @@ def weight_forward(w: torch.Tensor, coef: torch.Tensor, bits: tuple[int, ...], p
                       for j, b in enumerate(bits))
 
 
-def act_backward(x: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                 bits: tuple[int, ...], pow2: bool, coef_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def act_backward(x: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, grids: list[ActGrid | None],
+                 coef_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The input's straight-through gradient (through each bitwidth's clipping range) and, with
     ``coef_grad``, the coefficients' gradient."""
-    grids = act_grids(lo, hi, bits, pow2)
     factor = _terms_sum(torch.full_like(x, 1.0).mul_(coef[j]) if grid is None else
                         torch.where(_act_inside(x, grid), coef[j], 0.0) for j, grid in enumerate(grids))
     gc = torch.stack([(g * x if grid is None else _act_q(x, grid).mul_(g)).sum() for grid in grids]) \
@@ -224,15 +223,16 @@ def _unflat(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class _MixQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, coef, bits, kind, lo, hi, pow2, compiled):
-        ctx.save_for_backward(x, coef, lo, hi)
+        ctx.save_for_backward(x, coef)
         ctx.bits, ctx.kind, ctx.pow2, ctx.compiled = bits, kind, pow2, compiled
         if kind == "weight":
             return kernel("weight_forward", compiled)(x.reshape(x.shape[0], -1), coef, bits, pow2).view(x.shape)
-        return _unflat(kernel("act_forward", compiled)(_flat(x), coef, lo, hi, bits, pow2), x)
+        out, ctx.grids = kernel("act_forward", compiled)(_flat(x), coef, lo, hi, bits, pow2)
+        return _unflat(out, x)
 
     @staticmethod
     def backward(ctx, g):
-        x, coef, lo, hi = ctx.saved_tensors
+        x, coef = ctx.saved_tensors
         need_x, need_coef = ctx.needs_input_grad[:2]
         bits, pow2, compiled = ctx.bits, ctx.pow2, ctx.compiled
         if ctx.kind == "weight":  # never clipped: straight through
@@ -240,7 +240,7 @@ class _MixQuant(torch.autograd.Function):
             gc = kernel("weight_coef_grad", compiled)(x.reshape(x.shape[0], -1), g.reshape(x.shape[0], -1), bits,
                                                       pow2) if need_coef else None
             return gx, gc, None, None, None, None, None, None
-        gx, gc = kernel("act_backward", compiled)(_flat(x), _flat(g, like=x), coef, lo, hi, bits, pow2, need_coef)
+        gx, gc = kernel("act_backward", compiled)(_flat(x), _flat(g, like=x), coef, ctx.grids, need_coef)
         return _unflat(gx, x), gc, None, None, None, None, None, None
 
 
