@@ -252,6 +252,16 @@ def test_train_writes_final_and_onnx_with_bits(tmp_path, finished):
     assert ref.shape == y.shape and abs(ref - y).max() < 1e-3 * max(1.0, abs(y).max())
 
 
+def test_a_diverging_retraining_stops_with_one_error_line(tmp_path, finished, capsys):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    capsys.readouterr()
+    assert main(["train", str(run), "--set", "lr=1e30", "--force", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "autonba: error: the retraining diverged" in err and "lr" in err, err
+
+
 def test_train_several_seeds_and_resume_after_a_kill(tmp_path, finished, monkeypatch):
     """seeds=2 trains twice (seeds 3 and 4) and reports the mean; a retraining killed after the first
     seed and one epoch of the second resumes to the same figures."""

@@ -258,22 +258,22 @@ def _train_one(arch: Arch, sched: RetrainSchedule, seed: int, train_part: Datase
         torch.manual_seed(epoch_seed(seed, e, 11))
         for group in opt.param_groups:
             group["lr"] = 0.5 * sched.lr * (1 + math.cos(math.pi * e / sched.epochs))
-        total = 0.0
+        losses = torch.zeros((), dtype=torch.float64, device=device)
         dl = loader(train_part, sched.batch_size, sched.workers, one, seed + 13, e)
         for x, y in tqdm(dl, desc=f"retrain{tag} {e + 1}/{sched.epochs}", leave=False, disable=not show,
                          file=sys.stderr):
-            x, y = x.to(device, memory_format=torch.channels_last), y.to(device)
-            loss = F.cross_entropy(model(x), y)
+            x = x.to(device, memory_format=torch.channels_last, non_blocking=True)
+            loss = F.cross_entropy(model(x), y.to(device, non_blocking=True))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise AutonbaError(f"the retraining diverged: the loss is {value} in epoch {e + 1}; the checkpoint "
-                                   f"of the last finished epoch is kept; lower lr (now {sched.lr:g}, --set lr=...) "
-                                   "and retrain with --force")
-            total += value
+            losses += loss.detach()  # summed on the device: a step never waits for it
+        total = float(losses)
+        if not math.isfinite(total):
+            raise AutonbaError(f"the retraining diverged: the loss became {total} in epoch {e + 1}; the checkpoint "
+                               f"of the last finished epoch is kept; lower lr (now {sched.lr:g}, --set lr=...) "
+                               "and retrain with --force")
         val = accuracy(model, val_part, device, sched.workers)
         state["epoch"] = e + 1
         state["seconds"] += time.perf_counter() - t0
