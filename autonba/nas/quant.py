@@ -215,18 +215,19 @@ def _channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-def _flat(x: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
-    """``x`` as one dimension in the memory order of ``like`` (default ``x``): a view where the layouts
-    allow. The kernels see 1-D activations and 2-D weights, so no layer's shape (a 1x1 kernel, a single
-    image) makes them recompile."""
+def _flat(x: torch.Tensor, like: torch.Tensor | None = None, rows: bool = False) -> torch.Tensor:
+    """``x`` in the memory order of ``like`` (default ``x``), as one dimension, or with ``rows`` as one row per
+    index of the first dimension (a weight's output channels): a view where the layouts allow. The kernels
+    see 1-D activations and 2-D weights, so no layer's shape (a 1x1 kernel, a single image) recompiles them."""
     like = x if like is None else like
     if _channels_last(like):
-        return x.permute(0, 2, 3, 1).reshape(-1)
-    return x.reshape(-1)
+        x = x.permute(0, 2, 3, 1)
+    return x.reshape(x.shape[0], -1) if rows else x.reshape(-1)
 
 
 def _unflat(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The inverse of ``_flat``: shape and memory layout of ``like``."""
+    """The inverse of ``_flat``: shape and memory layout of ``like`` (a channels-last weight stays
+    channels-last, so the convolution computes exactly as before)."""
     if _channels_last(like):
         n, c, h, w = like.shape
         return flat.view(n, h, w, c).permute(0, 3, 1, 2)
@@ -239,7 +240,7 @@ class _MixQuant(torch.autograd.Function):
         ctx.save_for_backward(x, coef)
         ctx.bits, ctx.kind, ctx.pow2, ctx.compiled = bits, kind, pow2, compiled
         if kind == "weight":
-            return kernel("weight_forward", compiled)(x.reshape(x.shape[0], -1), coef, bits, pow2).view(x.shape)
+            return _unflat(kernel("weight_forward", compiled)(_flat(x, rows=True), coef, bits, pow2), x)
         out, ctx.grids = kernel("act_forward", compiled)(_flat(x), coef, lo, hi, bits, pow2)
         return _unflat(out, x)
 
@@ -250,7 +251,7 @@ class _MixQuant(torch.autograd.Function):
         bits, pow2, compiled = ctx.bits, ctx.pow2, ctx.compiled
         if ctx.kind == "weight":  # never clipped: straight through
             gx = (g * coef[0] if len(bits) == 1 else g * coef.sum()) if need_x else None
-            gc = kernel("weight_coef_grad", compiled)(x.reshape(x.shape[0], -1), g.reshape(x.shape[0], -1), bits,
+            gc = kernel("weight_coef_grad", compiled)(_flat(x, rows=True), _flat(g, like=x, rows=True), bits,
                                                       pow2) if need_coef else None
             return gx, gc, None, None, None, None, None, None
         gx, gc = kernel("act_backward", compiled)(_flat(x), _flat(g, like=x), coef, ctx.grids, need_coef)
