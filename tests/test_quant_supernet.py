@@ -94,7 +94,8 @@ def test_fused_mixture_is_bit_identical_to_the_chain_of_fake_quantize_operators(
     g = torch.Generator().manual_seed(7)
     cases = [("act", (4, 6, 8), (6, 16, 9, 9)), ("act", (4, 32), (3, 8, 5, 5)), ("weight", (4, 6, 8), (16, 8, 3, 3))]
     if not compiled:  # (each case compiles its own kernels: the search tests compile the others)
-        cases += [("act", (8, 2), (3, 8, 5, 5)), ("weight", (5,), (10, 12)), ("wide", (4, 6, 8), (3, 8, 5, 5))]
+        cases += [("act", (8, 2), (3, 8, 5, 5)), ("weight", (5,), (10, 12)), ("wide", (4, 6, 8), (3, 8, 5, 5)),
+                  ("act", (4,), (4, 1, 6, 6)), ("weight", (4,), (8, 1, 3, 3))]  # one channel: both layouts at once
     for case, (kind, bits, shape) in enumerate(cases):
         x = torch.randn(*shape, generator=g) * 1.7
         if case % 2 == 0 and len(shape) == 4:  # channels-last (as in retraining) stays channels-last

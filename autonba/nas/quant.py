@@ -231,7 +231,12 @@ def _unflat(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if _channels_last(like):
         n, c, h, w = like.shape
         return flat.view(n, h, w, c).permute(0, 3, 1, 2)
-    return flat.view(like.shape)
+    out = flat.view(like.shape)
+    # a tensor both contiguous and channels-last (one channel) keeps its own strides: convolutions pick
+    # their algorithm by them
+    if like.is_contiguous() and out.stride() != like.stride():
+        return out.as_strided(like.shape, like.stride())
+    return out
 
 
 class _MixQuant(torch.autograd.Function):
@@ -254,8 +259,8 @@ class _MixQuant(torch.autograd.Function):
             gc = kernel("weight_coef_grad", compiled)(_flat(x, rows=True), _flat(g, like=x, rows=True), bits,
                                                       pow2) if need_coef else None
             return gx, gc, None, None, None, None, None, None
-        gx, gc = kernel("act_backward", compiled)(_flat(x), _flat(g, like=x), coef, ctx.grids, need_coef)
-        return _unflat(gx, x), gc, None, None, None, None, None, None
+        gx, gc = kernel("act_backward", compiled)(_flat(x, like=g), _flat(g), coef, ctx.grids, need_coef)
+        return _unflat(gx, g), gc, None, None, None, None, None, None  # (in the incoming gradient's layout)
 
 
 def plain_quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = None,
