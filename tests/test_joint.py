@@ -14,6 +14,7 @@ import yaml
 
 from autonba.cli import main
 from autonba.io import load_checkpoint
+from autonba.nas.quant import cpp_compiler
 from autonba.search.config import SearchConfig
 from autonba.search.joint import search
 
@@ -121,6 +122,7 @@ def test_soft_bits_sampling_runs(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_quantisers_log_the_weight_steps_bit_identically(tmp_path):
     """search.compile on (torch.compile's C++ kernels on CPU): the warm-up epochs (weight steps: forward
     and input gradients only) log exactly what the eager kernels log; the search epoch after them (whose

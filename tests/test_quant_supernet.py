@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from autonba.errors import AutonbaError
 from autonba.nas.arch import Arch, BlockChoice
 from autonba.nas.derived import DerivedNet, count_macs
-from autonba.nas.quant import ActRange, mix_quant, quantize
+from autonba.nas.quant import ActRange, cpp_compiler, mix_quant, quantize
 from autonba.nas.space import SearchSpace, load_space
 from autonba.nas.supernet import Supernet, _keep_mass
 
@@ -87,7 +87,10 @@ def _reference_mix(x, coef, bits, kind, lo, hi):
     return out, factor
 
 
-@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])
+NO_CXX = pytest.mark.skipif(cpp_compiler() is None, reason="torch.compile on CPU needs a C++ compiler")
+
+
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=[pytest.mark.slow, NO_CXX])])
 def test_fused_mixture_is_bit_identical_to_the_chain_of_fake_quantize_operators(compiled):
     """Eager and compiled (torch.compile) fused kernels: the forward value and the input gradient are
     bit-identical to the per-bitwidth chain, the coefficients' gradient equal within rounding."""
@@ -400,3 +403,13 @@ def test_saved_memory_does_not_grow_with_the_number_of_bitwidths(space, kind):
         loss.backward()
         saved.append(sum(n for _, n in seen))
     assert saved[1] <= 1.15 * saved[0], saved
+
+
+def test_compile_on_cpu_without_a_compiler_is_a_clear_error(monkeypatch):
+    from autonba.nas.quant import compile_wanted
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(AutonbaError, match="C\\+\\+ compiler.*compile: off"):
+        compile_wanted("on", cpu)
+    assert not compile_wanted("off", cpu) and not compile_wanted("auto", cpu)

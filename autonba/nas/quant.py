@@ -27,11 +27,15 @@ Nothing here reads a tensor's value on the host, so a GPU never waits on it.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import nn
+
+from autonba.errors import AutonbaError
 
 EPS = 1e-8
 FULL = 32
@@ -194,8 +198,18 @@ def kernel(name: str, compiled: bool) -> Callable[..., Any]:
 
 
 def compile_wanted(setting: str, device: torch.device) -> bool:
-    """Whether a run uses the compiled kernels: ``on``, ``off``, or ``auto`` (on CUDA)."""
-    return setting == "on" or (setting == "auto" and device.type == "cuda")
+    """Whether a run uses the compiled kernels: ``on``, ``off``, or ``auto`` (on CUDA). On CPU the compiled
+    kernels are C++: without a compiler, ``on`` is an error here rather than a traceback at the first step."""
+    on = setting == "on" or (setting == "auto" and device.type == "cuda")
+    if on and device.type == "cpu" and not cpp_compiler():
+        raise AutonbaError("compile: on needs a C++ compiler on CPU (g++ or clang++ on PATH, or CXX); install one "
+                           "or set compile: off")
+    return on
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler torch.compile would use on CPU, if any."""
+    return next((c for c in (os.environ.get("CXX"), "g++", "clang++") if c and shutil.which(c)), None)
 
 
 def quantize(x: torch.Tensor, bits: int, kind: str, lo: torch.Tensor | None = None,
