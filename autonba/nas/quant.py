@@ -113,8 +113,14 @@ def _act_q(x: torch.Tensor, grid: ActGrid) -> torch.Tensor:
 
 def _act_inside(x: torch.Tensor, grid: ActGrid) -> torch.Tensor:
     """Whether each element lies inside the grid's clipping range."""
+    lo, hi = _edges(grid)
+    return (x >= lo) & (x <= hi)
+
+
+def _edges(grid: ActGrid) -> tuple[torch.Tensor, torch.Tensor]:
+    """The grid's clipping range, in the input's units."""
     scale, zero, qmin, qmax = grid
-    return (x >= (qmin - zero) * scale) & (x <= (qmax - zero) * scale)
+    return (qmin - zero) * scale, (qmax - zero) * scale
 
 
 def _weight_q(w: torch.Tensor, amax: torch.Tensor, b: int, pow2: bool) -> torch.Tensor:
@@ -166,12 +172,7 @@ def act_backward(x: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, grids: li
 
 def _nothing_clipped(x: torch.Tensor, grids: list[ActGrid | None]) -> bool:
     x_lo, x_hi = torch.aminmax(x)
-    for grid in grids:
-        if grid is not None:
-            scale, zero, qmin, qmax = grid
-            if not (bool(x_lo >= (qmin - zero) * scale) and bool(x_hi <= (qmax - zero) * scale)):
-                return False
-    return True
+    return all(bool(x_lo >= lo) and bool(x_hi <= hi) for lo, hi in (_edges(g) for g in grids if g is not None))
 
 
 def weight_coef_grad(w: torch.Tensor, g: torch.Tensor, bits: tuple[int, ...], pow2: bool) -> torch.Tensor:
