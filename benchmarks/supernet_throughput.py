@@ -21,7 +21,8 @@ to the float step, images per second, operator calls in one step (PyTorch profil
 synchronisations PyTorch reports (``torch.cuda.set_sync_debug_mode``), and peak memory (on CPU the
 process's peak RSS so far).
 ``--compile on`` runs the quantisers through their compiled kernels (``torch.compile``); the first steps
-(warm-up) then include compilation, reported as ``warmup_s``.
+(warm-up) then include compilation, reported as ``warmup_s``. ``--amp bf16`` runs every kind's training
+forward under bfloat16 autocast (``search.amp``).
 """
 from __future__ import annotations
 
@@ -97,6 +98,8 @@ def main() -> None:
     ap.add_argument("--bits", type=int, nargs="+", default=[4, 6, 8])
     ap.add_argument("--sampling", default="hetero")
     ap.add_argument("--compile", choices=["on", "off"], default="off", help="compiled quantiser kernels")
+    ap.add_argument("--amp", choices=["off", "bf16"], default="off", help="search.amp: bfloat16 autocast of "
+                                                                          "the training forwards")
     ap.add_argument("--kinds", nargs="+", default=["weight", "float", "quant", "arch"])
     a = ap.parse_args()
     if a.threads:
@@ -105,7 +108,7 @@ def main() -> None:
     cfg = SearchConfig.model_validate({
         "device": a.device, "space": a.space, "bits": a.bits, "bits_sampling": a.sampling,
         "data": {"name": "synthetic", "input_size": 32, "channels": 3, "samples": 4 * a.batch},
-        "target": {"fps": 100.0}, "search": {"batch_size": a.batch}})
+        "target": {"fps": 100.0}, "search": {"batch_size": a.batch, "amp": a.amp}})
     ctx = dist.setup(cfg.device)
     cuda = ctx.device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -184,7 +187,7 @@ def main() -> None:
             dt = statistics.median(times[kind])
             print(json.dumps({
                 "step": kind, "device": str(ctx.device), "gpu": torch.cuda.get_device_name() if cuda else None,
-                "torch": torch.__version__, "threads": torch.get_num_threads(), "compile": a.compile,
+                "torch": torch.__version__, "threads": torch.get_num_threads(), "compile": a.compile, "amp": a.amp,
                 "space": a.space, "bits": a.bits, "sampling": a.sampling, "batch": a.batch,
                 "steps": max(1, steps[kind][1] // a.rounds) * a.rounds, "rounds": a.rounds,
                 "ms_per_step": 1000 * dt, "steps_per_s": 1 / dt, "images_per_s": a.batch / dt,

@@ -264,6 +264,7 @@ def test_every_json_written_is_strict(run):
     ("bits=[1,4]", "bits"),
     ("data.name=mnist", "unknown dataset"),
     ("search.arch_betas=[2,3]", "betas"),
+    ("search.amp=fp16", "field 'search.amp': Input should be 'off' or 'bf16'"),
     ("data.train_subset=3", "fewer than one batch"),
 ])
 def test_config_mistakes_found_before_any_work(tmp_path, capsys, setting, message):

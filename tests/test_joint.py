@@ -151,6 +151,17 @@ def test_compiled_quantisers_log_the_weight_steps_bit_identically(tmp_path):
     assert all(torch.equal(w_off[k], w_on[k]) for k in w_off)
 
 
+def test_bf16_search_and_retraining_run_end_to_end(tmp_path):
+    """search.amp / retrain.amp bf16: both train under bfloat16 autocast and end in a derived, retrained
+    network with finite figures; the setting is saved with the run."""
+    run, res, _ = searched(tmp_path, tiny_config(tmp_path, search={"epochs": 2, "amp": "bf16"}))
+    assert len(res["arch"]["blocks"]) == 2 and math.isfinite(res["fps"])
+    assert yaml.safe_load((run / "config.yaml").read_text())["search"]["amp"] == "bf16"
+    assert main(["train", str(run), "--set", "amp=bf16", "--no-progress"]) == 0
+    final = json.loads((run / "final.json").read_text())
+    assert 0 <= final["test_acc"] <= 1 and all(math.isfinite(r["loss"]) for r in final["log"])
+
+
 def test_resume_after_sigkill_matches_uninterrupted(tmp_path, finished):
     cfg = write_config(tmp_path)
     run = tmp_path / "killed"

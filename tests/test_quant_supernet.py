@@ -1,4 +1,6 @@
 """Quantisation, the supernet's sampling modes and their gradients, derivation."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,6 +8,7 @@ import torch.nn.functional as F
 from autonba.errors import AutonbaError
 from autonba.nas.arch import Arch, BlockChoice
 from autonba.nas.derived import DerivedNet, count_macs
+from autonba.nas.modules import LayerPath, QuantSpec
 from autonba.nas.quant import ActRange, cpp_compiler, mix_quant, quantize
 from autonba.nas.space import SearchSpace, load_space
 from autonba.nas.supernet import Supernet, _keep_mass
@@ -413,3 +416,41 @@ def test_compile_on_cpu_without_a_compiler_is_a_clear_error(monkeypatch):
     with pytest.raises(AutonbaError, match="C\\+\\+ compiler.*compile: off"):
         compile_wanted("on", cpu)
     assert not compile_wanted("off", cpu) and not compile_wanted("auto", cpu)
+
+
+def test_bf16_trains_the_convolutions_in_bfloat16_and_quantises_in_float32(space):
+    """use_bf16: a training forward runs its convolutions in bfloat16 while every quantiser sees float32
+    and the logits and gradients are float32; evaluation (no gradients) is float32, bit-identical to a
+    network without it."""
+    torch.manual_seed(0)
+    net = Supernet(space)
+    x, y = batch(space, 8)
+    s = net.sample("weight", 1.0, torch.Generator().manual_seed(0))
+    # at 8 bits bfloat16's rounding rarely moves a value to another level (at 2 bits it often does)
+    paths = [LayerPath(lp.ops, None, [QuantSpec.fixed(8)]) for lp in s.paths]
+    ref = copy.deepcopy(net.net)(x, paths)  # (a training forward moves the activation ranges)
+    quantised, convolved = [], []
+    conv = net.net.layers[0][s.op[0]].dw
+    hooks = [m.register_forward_pre_hook(lambda mod, inp: quantised.append(inp[0].dtype))
+             for m in net.net.modules() if isinstance(m, ActRange)]
+    real_conv = conv._conv_forward
+
+    def conv_forward(i, w, b):
+        out = real_conv(i, w, b)
+        convolved.append(out.dtype)
+        return out
+
+    conv._conv_forward = conv_forward
+    net.net.use_bf16()
+    out = net.net(x, paths)
+    assert convolved == [torch.bfloat16] and set(quantised) == {torch.float32} and out.dtype == torch.float32
+    assert not torch.equal(out, ref) and torch.allclose(out, ref, rtol=0.05, atol=0.05)
+    F.cross_entropy(out, y).backward()
+    assert all(p.grad.dtype == torch.float32 for p in net.weight_parameters() if p.grad is not None)
+    for h in hooks:
+        h.remove()
+    net.eval()
+    with torch.no_grad():
+        evaluated = net.net(x, paths)
+        net.net.use_bf16(False)
+        assert torch.equal(evaluated, net.net(x, paths))

@@ -44,6 +44,8 @@ class QConv2d(nn.Conv2d):
 
     # takes its bitwidths per call: never used as a plain Conv2d
     def forward(self, x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:  # type: ignore[override]
+        if x.dtype == torch.bfloat16:  # under bf16 autocast the layer before gave bf16: quantise in float32
+            x = x.float()
         lo, hi = self.act_range(x)
         c = self.compiled
         if spec.multipath:
@@ -67,6 +69,8 @@ class QLinear(nn.Linear):
 
     # takes its bitwidths per call: never used as a plain Linear
     def forward(self, x: torch.Tensor, spec: QuantSpec) -> torch.Tensor:  # type: ignore[override]
+        if x.dtype == torch.bfloat16:  # under bf16 autocast the layer before gave bf16: quantise in float32
+            x = x.float()
         lo, hi = self.act_range(x)
         c = self.compiled
         return F.linear(mix_quant(x, spec.coef, spec.bits, "act", lo, hi, self.pow2, c),
@@ -130,7 +134,10 @@ class LayerPath:
 
 
 class QNetwork(nn.Module):
-    """Stem, searchable layers (each a list of candidate operations), head, classifier."""
+    """Stem, searchable layers (each a list of candidate operations), head, classifier. ``bf16``: the
+    forwards that train (training mode, gradients on) run under bfloat16 autocast, set by ``use_bf16``."""
+
+    bf16 = False
 
     def __init__(self, layout: Layout, candidates: list[list[str]]):
         super().__init__()
@@ -156,7 +163,19 @@ class QNetwork(nn.Module):
             if isinstance(m, (QConv2d, QLinear)):
                 m.compiled = on
 
+    def use_bf16(self, on: bool = True) -> None:
+        """Train with the convolutions and linear layers in bfloat16 (autocast: the quantisers, batch-norm
+        statistics and the logits stay float32); evaluation and calibration, without gradients, stay
+        float32 throughout."""
+        self.bf16 = on
+
     def forward(self, x: torch.Tensor, path: list[LayerPath]) -> torch.Tensor:
+        if not (self.bf16 and self.training and torch.is_grad_enabled()):
+            return self._forward(x, path)
+        with torch.autocast(x.device.type, torch.bfloat16):
+            return self._forward(x, path).float()
+
+    def _forward(self, x: torch.Tensor, path: list[LayerPath]) -> torch.Tensor:
         x = F.relu(self.stem_bn(self.stem(x, self.fixed)))
         for layer, lp in zip(cast(Iterable[nn.ModuleList], self.layers), path, strict=True):
             if lp.op_coef is None:

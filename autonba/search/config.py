@@ -99,6 +99,12 @@ COMPILE = Annotated[Literal["auto", "on", "off"],
                     BeforeValidator(lambda v: ("on" if v else "off") if isinstance(v, bool) else v)]
 
 
+AMP = Annotated[Literal["off", "bf16"], BeforeValidator(lambda v: "off" if v is False else v)]
+AMP_HELP = ("bf16: train with the convolutions and linear layers under bfloat16 autocast (the quantisers, "
+            "batch-norm statistics, logits and every evaluation stay float32); off: float32 throughout. "
+            "Measured on CPU it is no faster (docs/benchmarks.md)")
+
+
 class SearchSchedule(_Strict):
     epochs: int = Field(40, gt=0, description="total epochs, warm-up included")
     warmup_epochs: int = Field(18, ge=0)
@@ -122,6 +128,7 @@ class SearchSchedule(_Strict):
     compile: COMPILE = Field(
         "auto", description="the quantisers' fused kernels compiled with torch.compile (C++ on CPU, Triton on "
                             "CUDA; the first steps compile, cached on disk): auto = on CUDA only")
+    amp: AMP = Field("off", description=AMP_HELP)
     derive: Literal["rescore", "best", "last"] = Field(
         "rescore", description="final network: 'last' = the argmax network after the last epoch; of the networks "
                                "derived after each search epoch that met the target as measured then (the last if "
@@ -152,6 +159,7 @@ class RetrainSchedule(_Strict):
     weight_decay: float = Field(4e-5, ge=0)
     workers: int = Field(0, ge=0, le=MAX_WORKERS)
     compile: COMPILE = Field("auto", description="as search.compile (the results are the same either way)")
+    amp: AMP = Field("off", description="as search.amp")
     seeds: int = Field(1, ge=1, description="train the derived network this many times from scratch (seeds: the "
                                             "run's seed, +1, ...) and report the mean test accuracy")
     quant_scales: Literal["float", "pow2"] | None = Field(

@@ -82,6 +82,7 @@ class JointSearch:
                                    "(data.train_subset, data.arch_fraction)")
         self.supernet = Supernet(self.space, cfg.bits_sampling, cfg.search.top_k).to(ctx.device)
         self.supernet.net.compile_quantisers(compile_wanted(cfg.search.compile, ctx.device))
+        self.supernet.net.use_bf16(cfg.search.amp == "bf16")
         self.wnet: torch.nn.Module = self.supernet.net
         if ctx.distributed:
             self.wnet = torch.nn.parallel.DistributedDataParallel(

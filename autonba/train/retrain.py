@@ -243,6 +243,7 @@ def _train_one(arch: Arch, sched: RetrainSchedule, seed: int, train_part: Datase
     # torch's overloads omit it)
     model: DerivedNet = DerivedNet(arch).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.net.compile_quantisers(compile_wanted(sched.compile, device))
+    model.net.use_bf16(sched.amp == "bf16")
     opt = torch.optim.SGD(model.parameters(), lr=sched.lr, momentum=sched.momentum,
                           weight_decay=sched.weight_decay, nesterov=True)
     state: TrainState = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "best": None, "log": [], "seconds": 0.0}
