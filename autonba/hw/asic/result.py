@@ -104,14 +104,13 @@ class AsicResult:
                 "utilisation": float(ev.layer_utilisation[0, i]), "dram_bits": float(ev.layer_dram_bits[0, i]),
                 "energy_uj": float(ev.layer_energy[0, i]) * 1e-6, "fits": bool(ev.layer_fits[0, i]),
                 "tiles": {"tk": int(tk), "tc": int(tc), "toy": int(toy)}})
-        lat_s = float(ev.latency[0]) / tech.clock_hz
-        e_uj = float(ev.energy[0]) * 1e-6
+        m = {k: float(v[0]) for k, v in template.metrics(ev.latency, ev.energy, ev.area).items()}
         return cls(template=template.name,
                    technology={"name": tech.name, "clock_mhz": tech.clock_mhz,
                                "dram_bytes_per_cycle": tech.dram_bytes_per_cycle},
                    workload=template.workload.name, objective=template.options.objective,
-                   feasible=bool(ev.feasible[0]), latency_cycles=float(ev.latency[0]), latency_ms=lat_s * 1e3,
-                   fps=1.0 / lat_s, energy_uj=e_uj, edp_uj_ms=e_uj * lat_s * 1e3, area_mm2=float(ev.area[0]),
+                   feasible=bool(ev.feasible[0]), latency_cycles=float(ev.latency[0]), latency_ms=m["latency_ms"],
+                   fps=m["fps"], energy_uj=m["energy_uj"], edp_uj_ms=m["edp_uj_ms"], area_mm2=m["area_mm2"],
                    area_budget_mm2=template.options.area_mm2, utilisation=float(lay.macs.sum() / slots),
                    energy_breakdown_uj={k: float(v) * 1e-6 for k, v in zip(LEVELS, ev.energy_levels[0])},
                    design=d, layers=layers, **search)

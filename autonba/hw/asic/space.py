@@ -76,10 +76,6 @@ class AsicSpace:
         return (math.prod(int(n) for n in self.hw_valid.sum(-1)),
                 sum(math.prod(int(n) for n in row) for row in self.map_valid.sum(-1)))
 
-    def log10_size(self) -> float:
-        hw = sum(math.log10(int(n)) for n in self.hw_valid.sum(-1))
-        return hw + sum(math.log10(int(n)) for row in self.map_valid.sum(-1) for n in row)
-
     # ---- sampling ---------------------------------------------------------------------
     def sample(self, n: int, hw_logits: torch.Tensor | None = None, map_logits: torch.Tensor | None = None,
                generator: torch.Generator | None = None, temperature: float = 1.0
