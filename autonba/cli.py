@@ -53,6 +53,12 @@ def _count(text: str) -> int:
     return n
 
 
+def _fix_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fix", action="append", default=[], metavar="FACTOR=VALUE",
+                   help="pin a design factor: in every chunk on FPGA (e.g. --fix comp_mode=1), an array factor or "
+                        "every layer's order / dataflow on asic-array (e.g. --fix rows=16); repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="autonba", description="Joint search of network, bitwidths and accelerator.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -63,8 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _workload_args(s)
     s.add_argument("--engine", help="das (default), random, evolution or exact")
     s.add_argument("--budget", type=int, help="design evaluations (default: the engine's)")
-    s.add_argument("--fix", action="append", default=[], metavar="FACTOR=VALUE",
-                   help="pin a design factor in every chunk, e.g. --fix comp_mode=1 (repeatable)")
+    _fix_arg(s)
     _common(s)
 
     e = asub.add_parser("eval", help="evaluate given designs on a workload")
@@ -82,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--engine", help="exact: the exact front (the whole space); das (default), random or evolution: "
                                      "a front searched with that engine")
     pp.add_argument("--budget", type=int, help="design evaluations of a searched front (default: the family's)")
+    _fix_arg(pp)
     _common(pp)
 
     asub.add_parser("list", help="list templates, platforms, engines and zoo networks")

@@ -169,6 +169,21 @@ def test_cli_writes_front_and_plot_and_refuses_to_overwrite(tmp_path, capsys):
     assert [p["design"] for p in doc["points"]] == api.designs
 
 
+def test_cli_front_with_a_pinned_factor(tmp_path, capsys):
+    """--fix pins a factor in every design of the front (as in accel search); an unknown one is one line."""
+    wl = tmp_path / "tiny.json"
+    wl.write_text(json.dumps(TINY.to_dict()))
+    args = ["accel", "pareto", "--workload", str(wl), "--template", "asic-array", "--objectives",
+            "latency_ms,energy_uj", "--engine", "exact", "--set", "template_options.rows=[4,16]",
+            "--set", "template_options.cols=[4,16]", "--fix", "rows=16"]
+    rc, stdout, _ = run(args, capsys)
+    doc = json.loads(stdout)
+    assert rc == 0 and doc["config"]["fix"] == {"rows": 16}
+    assert doc["points"] and all(p["design"]["array"]["rows"] == 16 for p in doc["points"])
+    rc, stdout, err = run(args[:-1] + ["bogus=1"], capsys)
+    assert rc == 2 and stdout == "" and err.startswith("autonba: error: --fix: unknown") and "allowed: rows" in err
+
+
 @pytest.mark.parametrize("template,objectives,allowed", [
     ("fpga-chunk", "fps,latency_ms", "allowed: fps, dsp, bram"),
     ("asic-array", "fps,dsp", "allowed: fps, latency_ms, energy_uj, edp_uj_ms, area_mm2"),
