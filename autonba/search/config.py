@@ -100,9 +100,6 @@ COMPILE = Annotated[Literal["auto", "on", "off"],
 
 
 AMP = Annotated[Literal["off", "bf16"], BeforeValidator(lambda v: "off" if v is False else v)]
-AMP_HELP = ("bf16: train with the convolutions and linear layers under bfloat16 autocast (the quantisers, "
-            "batch-norm statistics, logits and every evaluation stay float32); off: float32 throughout. "
-            "Measured on CPU it is no faster (docs/benchmarks.md)")
 
 
 class SearchSchedule(_Strict):
@@ -128,7 +125,10 @@ class SearchSchedule(_Strict):
     compile: COMPILE = Field(
         "auto", description="the quantisers' fused kernels compiled with torch.compile (C++ on CPU, Triton on "
                             "CUDA; the first steps compile, cached on disk): auto = on CUDA only")
-    amp: AMP = Field("off", description=AMP_HELP)
+    amp: AMP = Field(
+        "off", description="bf16: train with the convolutions and linear layers under bfloat16 autocast (the "
+                           "quantisers, batch-norm statistics, logits and every evaluation stay float32); off: "
+                           "float32 throughout. Measured on CPU it is no faster (docs/benchmarks.md)")
     derive: Literal["rescore", "best", "last"] = Field(
         "rescore", description="final network: 'last' = the argmax network after the last epoch; of the networks "
                                "derived after each search epoch that met the target as measured then (the last if "
